@@ -1,0 +1,30 @@
+# The README's two commands: `make lab` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is installed on its own, first and deliberately: left to a dependency resolver on a machine
+# without a GPU, plain `torch` can pull a multi-GB CUDA build. GPU users: see the README.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+INSTALLED := $(VENV)/.installed
+
+.PHONY: lab test install clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(INSTALLED)
+
+lab: $(INSTALLED)
+	$(BIN)/jupyter lab notebooks/
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval --nbval-current-env \
+		$(if $(wildcard notebooks/sanitize.cfg),--nbval-sanitize-with notebooks/sanitize.cfg)
+
+clean:
+	rm -rf $(VENV)

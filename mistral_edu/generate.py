@@ -1,0 +1,90 @@
+"""Generation: prefill the prompt once, then one token at a time through the KV cache."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .kv_cache import KVCache
+
+
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator=None) -> torch.Tensor:
+    """Pick the next token from (batch, vocab) logits: argmax at temperature 0, else nucleus sampling.
+
+    Top-p keeps the smallest set of most likely tokens whose probabilities add up to top_p, so the
+    long tail of unlikely tokens (each rare, together not rare) is never drawn.
+    """
+    if temperature == 0:
+        return logits.argmax(-1)                                                 # (batch,)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)                  # (batch, vocab)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)                # (batch, vocab)
+        before = sorted_probs.cumsum(-1) - sorted_probs                          # mass of the better tokens
+        sorted_probs[before >= top_p] = 0.0
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)         # (batch, vocab)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)          # (batch,)
+
+
+def _check_settings(max_new_tokens, temperature, top_p):
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens!r}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
+@torch.no_grad()
+def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
+             seed: int | None = None, stream: Callable[[int], None] | None = None,
+             stop_at_eos: bool = True, eos_id: int = 2) -> list[int]:
+    """New token ids after prompt_tokens (a list of ids), using the KV cache; stops after EOS.
+
+    stream(token_id) is called as each token is chosen, for printing while generating.
+    """
+    _check_settings(max_new_tokens, temperature, top_p)
+    prompt = torch.as_tensor(list(prompt_tokens), dtype=torch.long, device=model.device)[None]  # (1, prompt)
+    if prompt.shape[1] == 0:
+        raise ValueError("the prompt is empty: pass at least one token (BOS = 1 for an empty text)")
+    total = prompt.shape[1] + max_new_tokens
+    if total > model.cfg.max_seq_len:
+        raise ValueError(f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} exceeds "
+                         f"the context of {model.cfg.max_seq_len}; shorten one of them")
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=model.device).manual_seed(seed)
+    cache = KVCache.for_model(model, batch=1, max_seq_len=total)
+    new: list[int] = []
+    if max_new_tokens == 0:
+        return new
+    logits = model(prompt, cache=cache, last_only=True)                          # (1, 1, vocab)
+    while True:
+        token = int(sample_next(logits[:, -1], temperature, top_p, generator))
+        new.append(token)
+        if stream is not None:
+            stream(token)
+        if (stop_at_eos and token == eos_id) or len(new) == max_new_tokens:
+            return new
+        logits = model(torch.tensor([[token]], device=model.device), cache=cache)  # (1, 1, vocab)
+
+
+def chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
+         top_p: float = 1.0, seed: int | None = None, stream: Callable[[str], None] | None = None) -> str:
+    """The assistant's reply to a conversation, as text; stream(text_so_far_delta) prints as it goes."""
+    ids = tokenizer.encode_chat(messages)
+    if messages[-1]["role"] != "user":
+        raise ValueError("the last message must be the user's: the model answers it")
+    shown = ""
+    produced: list[int] = []
+
+    def on_token(token: int) -> None:
+        nonlocal shown
+        produced.append(token)
+        text = tokenizer.decode(produced)
+        if stream is not None and len(text) > len(shown):
+            stream(text[len(shown):])
+        shown = text
+
+    generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
+             stream=on_token, eos_id=tokenizer.eos_id)
+    return tokenizer.decode(produced)

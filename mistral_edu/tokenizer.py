@@ -1,0 +1,148 @@
+"""The real Mistral tokenizer (sentencepiece BPE, 32000 pieces, byte fallback) and the v1 chat format.
+
+In this version "[INST]" is ordinary text, not a special token: the chat template is built from
+plain strings, and only BOS (1) and EOS (2) are special. mistral-common's MistralTokenizer.v1() is
+the reference our tests compare against.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import sentencepiece
+
+# sha256 of mistral_common/data/tokenizer.model.v1: the file shipped with Mistral-7B-Instruct-v0.1/v0.2.
+V1_SHA256 = "dadfd56d766715c61d2ef780a525ab43b8e6da4de6865bda3d95fdef5e134055"
+ROLES = ("system", "user", "assistant")
+
+
+def mistral_common_v1_path() -> Path:
+    """The tokenizer.model.v1 that the mistral-common package ships, checked by its sha256."""
+    try:
+        import mistral_common
+    except ImportError as err:
+        raise ImportError("the default tokenizer comes from the mistral-common package: "
+                          "pip install mistral-common (or pass the path of a tokenizer.model)") from err
+    path = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall mistral-common")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != V1_SHA256:
+        raise ValueError(f"{path} has sha256 {digest}, not the v1 tokenizer's {V1_SHA256}; reinstall mistral-common")
+    return path
+
+
+def sentencepiece_size(path: str | Path) -> int:
+    """How many pieces a sentencepiece model file defines."""
+    return sentencepiece.SentencePieceProcessor(model_file=str(path)).get_piece_size()
+
+
+class Tokenizer:
+    """Text <-> token ids, pieces, and the [INST] chat template of Mistral-7B-Instruct v0.1/v0.2."""
+
+    def __init__(self, model_file: str | Path):
+        self.path = Path(model_file)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"tokenizer file {self.path} does not exist")
+        try:
+            self.sp = sentencepiece.SentencePieceProcessor(model_file=str(self.path))
+        except (RuntimeError, OSError) as err:
+            raise ValueError(f"{self.path} is not a sentencepiece model ({err})") from err
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.get_piece_size()
+
+    @property
+    def bos_id(self) -> int:
+        return self.sp.bos_id()
+
+    @property
+    def eos_id(self) -> int:
+        return self.sp.eos_id()
+
+    @property
+    def unk_id(self) -> int:
+        return self.sp.unk_id()
+
+    def encode(self, text: str, bos: bool = True, eos: bool = False) -> list[int]:
+        """Token ids of text, with BOS in front and EOS after when asked."""
+        if not isinstance(text, str):
+            raise TypeError(f"encode takes a str, got {type(text).__name__}")
+        return [self.bos_id] * bos + self.sp.encode(text) + [self.eos_id] * eos
+
+    def decode(self, ids) -> str:
+        """Text of token ids; BOS/EOS decode to nothing, byte pieces are reassembled into UTF-8."""
+        ids = [int(i) for i in ids]
+        self._check_ids(ids)
+        return self.sp.decode(ids)
+
+    def id_to_piece(self, i: int) -> str:
+        """The vocabulary entry of an id, e.g. 1 -> '<s>', 22557 -> '▁Hello', 3 -> '<0x00>'."""
+        self._check_ids([int(i)])
+        return self.sp.id_to_piece(int(i))
+
+    def pieces(self, text: str) -> list[str]:
+        """The pieces text splits into (no BOS), as the vocabulary spells them."""
+        return [self.sp.id_to_piece(i) for i in self.encode(text, bos=False)]
+
+    def _check_ids(self, ids: list[int]) -> None:
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary 0..{self.vocab_size - 1}")
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        """<s>[INST] user [/INST] answer</s>[INST] next [/INST], as mistral-common's v1 encodes it.
+
+        A leading system message is joined to the first user message with a blank line; after it,
+        user and assistant must alternate, starting with the user.
+        """
+        system, turns = split_system(messages)
+        ids = [self.bos_id]
+        for i, message in enumerate(turns):
+            content = message["content"]
+            if message["role"] == "user":
+                if i == 0 and system:
+                    content = system + "\n\n" + content
+                ids += self.sp.encode(f"[INST] {content} [/INST]")
+            else:
+                ids += self.sp.encode(content) + [self.eos_id]
+        return ids
+
+
+def split_system(messages: list[dict]) -> tuple[str | None, list[dict]]:
+    """Validate a conversation; return its system prompt and the alternating user/assistant turns."""
+    if not isinstance(messages, (list, tuple)) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise ValueError(f"message {i} must be a dict with role in {ROLES} and a str content, got {m!r}")
+    system = None
+    if messages[0]["role"] == "system":
+        system, messages = messages[0]["content"], list(messages[1:])
+    for i, m in enumerate(messages):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            where = "a system message may only come first" if m["role"] == "system" else \
+                "user and assistant must alternate, starting with the user"
+            raise ValueError(f"message {i + (system is not None)} has role {m['role']!r} where "
+                             f"{expected!r} was expected: {where}")
+    if not messages:
+        raise ValueError("the conversation has no user message")
+    return system, messages
+
+
+def load_tokenizer(path=None) -> Tokenizer:
+    """A weights folder's tokenizer.model (or a tokenizer file), else mistral-common's v1 file."""
+    if path is not None:
+        path = Path(path)
+        if path.is_dir():
+            if not (path / "tokenizer.model").is_file():
+                raise FileNotFoundError(f"{path} has no tokenizer.model; pass the file, or None for the v1 default")
+            path = path / "tokenizer.model"
+        return Tokenizer(path)
+    from .weights import find_checkpoint
+    checkpoint = find_checkpoint()
+    if (checkpoint.folder / "tokenizer.model").is_file():
+        return Tokenizer(checkpoint.folder / "tokenizer.model")
+    return Tokenizer(mistral_common_v1_path())
