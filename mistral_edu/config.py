@@ -97,7 +97,7 @@ class ModelConfig:
             head_dim=raw.get("head_dim") or raw["hidden_size"] // n_heads,
             hidden_dim=raw["intermediate_size"], n_heads=n_heads,
             n_kv_heads=raw["num_key_value_heads"], norm_eps=float(raw["rms_norm_eps"]),
-            vocab_size=raw["vocab_size"], rope_theta=float(raw.get("rope_theta", 10000.0)),
+            vocab_size=raw["vocab_size"], rope_theta=_hf_rope_theta(raw, path),
             sliding_window=raw.get("sliding_window"),
             max_seq_len=raw.get("max_position_embeddings", cls.max_seq_len),
         )
@@ -121,6 +121,21 @@ class ModelConfig:
             "vocab_size": self.vocab_size, "tie_word_embeddings": False, "hidden_act": "silu",
             "bos_token_id": 1, "eos_token_id": 2,
         }
+
+
+def _hf_rope_theta(raw: dict, path) -> float:
+    """RoPE theta from a config.json: top-level before transformers 5, under "rope_parameters" since.
+
+    A missing theta is an error rather than HF's default of 1e4: v0.2 uses 1e6, and a wrong theta
+    still runs, giving subtly wrong logits at every position but the first.
+    """
+    rope = raw.get("rope_parameters") or raw.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type", "default")) != "default":
+        raise ValueError(f"{path}: RoPE scaling {rope!r} is not supported; Mistral 7B uses plain RoPE")
+    theta = raw.get("rope_theta", rope.get("rope_theta"))
+    if theta is None:
+        raise ValueError(f"{path}: config.json gives no rope_theta (neither top-level nor in rope_parameters)")
+    return float(theta)
 
 
 def _read_json(path: str | Path) -> dict:
