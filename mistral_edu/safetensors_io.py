@@ -41,6 +41,9 @@ class SafetensorsFile:
                 header = json.loads(f.read(n))
             except (json.JSONDecodeError, UnicodeDecodeError) as err:
                 raise ValueError(f"{self.path}: the header is not valid JSON ({err}); re-download the file") from err
+            if not isinstance(header, dict):
+                raise ValueError(f"{self.path}: the header is JSON but not a name -> tensor table; "
+                                 "the file is not safetensors: re-download it")
         self.metadata = header.pop("__metadata__", None) or {}
         self.data_start = 8 + n
         self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
