@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test install clean
+.PHONY: lab test install clean notebooks
 
 install: $(INSTALLED)
 
@@ -25,6 +25,14 @@ lab: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval --nbval-current-env \
 		$(if $(wildcard notebooks/sanitize.cfg),--nbval-sanitize-with notebooks/sanitize.cfg)
+
+# Re-execute every notebook in place with this environment's kernel (after the model or the package
+# changed); notebooks 00-05 are generated from notebooks/src/*.md by notebooks/src/build.py.
+notebooks: $(INSTALLED)
+	for nb in notebooks/[0-9]*.ipynb; do \
+		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
+			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV)

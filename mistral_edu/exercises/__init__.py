@@ -2,7 +2,8 @@
 
 A learner's unsolved stub returns None; the checker then prints "not solved yet: hint ..." so the
 notebook still runs top to bottom. A wrong answer gets told what is wrong (shape, dtype, values)
-before the hint. Every checker returns True when solved, False otherwise.
+before the hint. Every checker returns a Verdict: truthy when solved, falsy otherwise (`if verdict:`,
+`assert verdict`), and invisible as a notebook cell's last value, so only the printed line shows.
 """
 from __future__ import annotations
 
@@ -10,13 +11,35 @@ from typing import Any, Callable
 
 import torch
 
-__all__ = ["check", "check_function", "compare_tensors", "report"]
+__all__ = ["Verdict", "assert_close", "check", "check_function", "compare_tensors", "max_abs_diff", "report"]
 
 
-def report(solved: bool, message: str) -> bool:
-    """Print one verdict line: "correct: ..." or "not solved yet: ..."; return solved."""
+class Verdict:
+    """A checker's result: true when solved. It shows nothing in a notebook (the printed line says it all)."""
+
+    def __init__(self, solved: bool):
+        self.solved = bool(solved)
+
+    def __bool__(self) -> bool:
+        return self.solved
+
+    def __eq__(self, other) -> bool:
+        return self.solved == bool(other)
+
+    def __hash__(self) -> int:
+        return hash(self.solved)
+
+    def __repr__(self) -> str:
+        return f"Verdict(solved={self.solved})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the verdict line was printed already."""
+
+
+def report(solved: bool, message: str) -> Verdict:
+    """Print one verdict line: "correct: ..." or "not solved yet: ..."; return the Verdict."""
     print(("correct: " if solved else "not solved yet: ") + message)
-    return solved
+    return Verdict(solved)
 
 
 def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
@@ -27,15 +50,21 @@ def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-5, rtol: 
         return f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}"
     if got.is_complex() != expected.is_complex():
         return f"dtype is {got.dtype}, expected {expected.dtype}"
-    got64, expected64 = got.detach().to(torch.complex128 if got.is_complex() else torch.float64), \
-        expected.detach().to(torch.complex128 if expected.is_complex() else torch.float64)
-    if not torch.allclose(got64.cpu(), expected64.cpu(), atol=atol, rtol=rtol):
-        worst = (got64.cpu() - expected64.cpu()).abs().max().item()
-        return f"the values differ from the reference by up to {worst:.3g}"
+    if not torch.allclose(_as64(got), _as64(expected), atol=atol, rtol=rtol):
+        return f"the values differ from the reference by up to {max_abs_diff(got, expected):.3g}"
     return None
 
 
-def check(answer: Any, verify: Callable[[Any], "str | None"], hint: str, success: str = "well done") -> bool:
+def _as64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64)
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest elementwise |a - b|, computed in double precision (0.0 for empty tensors)."""
+    return (_as64(a) - _as64(b)).abs().max().item() if a.numel() else 0.0
+
+
+def check(answer: Any, verify: Callable[[Any], "str | None"], hint: str, success: str = "well done") -> Verdict:
     """Judge an answer: verify(answer) returns None when right, or what is wrong.
 
     None as the answer means the learner has not started; an exception inside verify counts as
@@ -53,7 +82,7 @@ def check(answer: Any, verify: Callable[[Any], "str | None"], hint: str, success
 
 
 def check_function(fn: Callable, cases: list[tuple[tuple, Any]], hint: str, success: str = "well done",
-                   atol: float = 1e-5, rtol: float = 1e-4) -> bool:
+                   atol: float = 1e-5, rtol: float = 1e-4) -> Verdict:
     """Call a learner's function on each (args, expected) case; a stub returning None is "not started".
 
     Expected values may be tensors (compared with tolerances) or anything comparable with ==.
@@ -76,3 +105,15 @@ def check_function(fn: Callable, cases: list[tuple[tuple, Any]], hint: str, succ
         if problem:
             return report(False, f"case {i + 1}: {problem}.\n  hint: {hint}")
     return report(True, success)
+
+
+def assert_close(label: str, got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> None:
+    """Print that a hand-built result equals the reference, with the largest difference; raise if not.
+
+    This is for checking the lesson's own code against the package or a library, not a learner's
+    answer: a mismatch there is a bug, so it stops the notebook.
+    """
+    problem = compare_tensors(got, expected, atol=atol, rtol=rtol)
+    if problem:
+        raise AssertionError(f"{label}: {problem}")
+    print(f"{label}: equal, max |diff| = {max_abs_diff(got, expected):.1e}")

@@ -1,0 +1,115 @@
+"""Checkers for the exercises of notebooks 00-05. Each prints a verdict and a hint; none raises.
+
+The expected answers are computed here from the package (ModelConfig, the tokenizer, the model's
+modules), so a checker and the lesson can never disagree about a number.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..config import ModelConfig
+from ..memory import parameter_count
+from . import Verdict, check, check_function, compare_tensors, report
+
+REAL = ModelConfig.mistral_7b_instruct_v02()
+
+
+# ----------------------------------------------------------------------------- 00 start here
+
+def check_weight_gib(answer) -> Verdict:
+    """Exercise 00.1: the bf16 weights of Mistral-7B-Instruct-v0.2, in GiB."""
+    expected = parameter_count(REAL) * 2 / 2**30
+
+    def verify(x):
+        x = float(x)
+        if math.isclose(x, expected, rel_tol=1e-3):
+            return None
+        if math.isclose(x, parameter_count(REAL) * 2 / 1e9, rel_tol=1e-3):
+            return f"{x:.2f} is in GB (10^9 bytes); a GiB is 2^30 bytes"
+        if math.isclose(x, expected * 2, rel_tol=1e-3):
+            return f"{x:.2f} GiB is float32 (4 bytes per parameter); bfloat16 takes 2"
+        return f"{x:.3g} GiB is not it"
+
+    return check(answer, verify, "parameter_count(cfg) parameters x 2 bytes (bfloat16), divided by 2**30",
+                 f"{expected:.2f} GiB of weights before a single token is processed")
+
+
+def kv_bytes_per_token(cfg: ModelConfig, bytes_per_value: int = 2) -> int:
+    """K and V, for every layer and every KV head: 2 x n_layers x n_kv_heads x head_dim x bytes."""
+    return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * bytes_per_value
+
+
+def check_tokens_that_fit(answer, gpu_gib: float = 24) -> Verdict:
+    """Exercise 00.2: how many tokens of bf16 KV cache fit on a 24 GiB GPU beside the bf16 weights."""
+    free = gpu_gib * 2**30 - parameter_count(REAL) * 2
+    expected = int(free // kv_bytes_per_token(REAL))
+    wrong = {
+        int(free // (kv_bytes_per_token(REAL) // 2)): "that counts only K (or only V): the cache stores both",
+        int(free // (2 * REAL.n_layers * REAL.n_heads * REAL.head_dim * 2)):
+            "that uses 32 heads: the cache stores the 8 key/value heads (grouped-query attention)",
+        int(free // (kv_bytes_per_token(REAL) // REAL.n_layers)): "every one of the 32 layers keeps its own cache",
+    }
+
+    def verify(x):
+        x = int(x)
+        if abs(x - expected) <= 1:
+            return None
+        return wrong.get(x, f"{x:,} tokens is not it")
+
+    return check(answer, verify, "(24 GiB - weight bytes) // (2 x n_layers x n_kv_heads x head_dim x 2 bytes)",
+                 f"about {expected:,} tokens: {expected / REAL.max_seq_len:.1f} times the 32k context")
+
+
+# ----------------------------------------------------------------------------- 01 tokenizer
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "What is a token?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+     {"role": "user", "content": "Tell me a joke."}],
+    [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Good morning"}],
+]
+
+
+def check_chat_ids(fn, tok) -> Verdict:
+    """Exercise 01.1: a learner's chat template, fn(messages) -> ids, against tok.encode_chat."""
+    cases = [((conv,), tok.encode_chat(conv)) for conv in CONVERSATIONS]
+    hint = ("start with [tok.bos_id]; each user turn is tok.encode(f'[INST] {content} [/INST]', bos=False); "
+            "each answer is tok.encode(answer, bos=False) + [tok.eos_id]; a system prompt goes in front of "
+            "the first user message, followed by a blank line (\\n\\n)")
+    for conv, expected in cases:
+        try:
+            got = fn(conv[0])
+        except Exception as err:  # the learner's bug is reported, never raised
+            return report(False, f"your function raised {type(err).__name__}: {err}.\n  hint: {hint}")
+        if got is None:
+            return report(False, f"hint: {hint}")
+        got = [int(i) for i in got]
+        if got != expected:
+            return report(False, _chat_difference(tok, conv[0], got, expected) + f".\n  hint: {hint}")
+    return report(True, "your template gives exactly the ids of encode_chat (and of mistral-common v1)")
+
+
+def _chat_difference(tok, conv, got, expected) -> str:
+    first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+    roles = "/".join(m["role"] for m in conv)
+    where = f"for the conversation {roles}: first difference at position {first}"
+    if got and got[0] != tok.bos_id:
+        return where + " (the ids must start with BOS = 1)"
+    shown_got = [tok.id_to_piece(i) for i in got[first:first + 4]]
+    shown_expected = [tok.id_to_piece(i) for i in expected[first:first + 4]]
+    return where + f": you have {shown_got}, expected {shown_expected}"
+
+
+def check_bytes_to_text(fn) -> Verdict:
+    """Exercise 01.2: reassemble byte-fallback pieces like '<0xF0>' into the UTF-8 text they spell."""
+    cases = [((["<0xF0>", "<0x9F>", "<0xA6>", "<0x99>"],), "🦙"),
+             ((["<0xE2>", "<0x82>", "<0xAC>"],), "€"),
+             ((["<0x41>", "<0x42>"],), "AB")]
+    return check_function(fn, cases,
+                          "int(piece[3:5], 16) turns '<0xF0>' into the byte 240; collect the bytes in "
+                          "bytes([...]) and .decode('utf-8'); a single byte of a multi-byte character "
+                          "is not a character on its own",
+                          "four pieces, one emoji: bytes are reassembled before they become text")
