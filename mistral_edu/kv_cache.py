@@ -37,8 +37,7 @@ class KVCache:
     @classmethod
     def for_model(cls, model, batch: int = 1, max_seq_len: int | None = None) -> "KVCache":
         """A cache on the model's device, in its dtype."""
-        param = next(model.parameters())
-        return cls(model.cfg, batch, max_seq_len, device=param.device, dtype=param.dtype)
+        return cls(model.cfg, batch, max_seq_len, device=model.device, dtype=model.dtype)
 
     @property
     def batch(self) -> int:

@@ -17,7 +17,10 @@ from torch import nn
 
 from .config import ModelConfig
 from .model import Transformer
+from .memory import choose_strategy, is_block_matrix, parameter_count
+from .quantize import quantize_model, set_int8
 from .safetensors_io import SafetensorsFile, write_safetensors
+from .streaming import StreamedTransformer, tensors_on_disk
 
 HF_REPO_FOLDER = "models--mistralai--Mistral-7B-Instruct-v0.2"
 DEFAULT_DIR = Path(__file__).parent / "default"
@@ -276,11 +279,14 @@ def _init_default(cfg: ModelConfig, dtype, device) -> Transformer:
     return model.to(device=device, dtype=dtype).requires_grad_(False).eval()
 
 
-def load_model(path=None, device=None, dtype=None, verbose: bool = True) -> Transformer:
+def load_model(path=None, device=None, dtype=None, verbose: bool = True, strategy: str = "auto") -> Transformer:
     """Load a checkpoint (either layout) into a Transformer, tensor by tensor, never two copies.
 
     Without a path: $MISTRAL_EDU_WEIGHTS, then the Hugging Face cache, then the embedded default.
     The model comes back in eval mode without gradients, with .checkpoint saying where it came from.
+    strategy: "full", "int8" (block matrices in int8, see quantize.py), "stream" (weights stay on
+    disk, one block at a time, see streaming.py) or "auto" (the first that fits the free memory).
+    The plan is checked against free memory before anything is allocated (memory.choose_strategy).
     """
     device = parse_device(device)
     requested = parse_dtype(dtype)
@@ -288,7 +294,12 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True) -> Tran
     if checkpoint.is_embedded_default and not (DEFAULT_DIR / "params.json").is_file():
         cfg = ModelConfig.tiny()
         dtype, why = (requested, "as requested") if requested else default_dtype(cfg, device)
+        if strategy == "stream":
+            raise ValueError("the embedded default has no file to stream from; save it with "
+                             "save_consolidated(model, folder), then load_model(folder, strategy='stream')")
         model = _init_default(cfg, dtype, device)
+        if strategy == "int8":
+            quantize_model(model)
         model.checkpoint = checkpoint
         if verbose:
             print(f"mistral_edu: embedded default (randomly initialised, seed 0; {checkpoint.reason}), "
@@ -300,19 +311,26 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True) -> Tran
     with torch.device("meta"):
         model = Transformer(cfg)
     plan = tensor_plan(checkpoint, cfg, model)
+    strategy = choose_strategy(cfg, device, dtype, strategy, verbose)
+    if strategy == "stream":
+        model = StreamedTransformer(cfg, tensors_on_disk(plan, checkpoint.layout, cfg), device, dtype)
+        plan = []
     for ours, st, stored in plan:
         tensor = st.read(stored)
         if checkpoint.layout == "hf" and ours.endswith(("attention.wq.weight", "attention.wk.weight")):
             n = cfg.n_heads if ours.endswith("wq.weight") else cfg.n_kv_heads
             tensor = unpermute_from_hf(tensor, n)
-        _set_tensor(model, ours, tensor.to(device=device, dtype=dtype))
+        if strategy == "int8" and is_block_matrix(ours):
+            set_int8(model, ours, tensor.to(device))
+        else:
+            _set_tensor(model, ours, tensor.to(device=device, dtype=dtype))
         del tensor
     model.eval()
     model.checkpoint = checkpoint
     if verbose:
         what = "embedded default (trained)" if checkpoint.is_embedded_default else f"{checkpoint.layout} checkpoint"
         print(f"mistral_edu: {what} from {checkpoint.folder} ({checkpoint.reason}); "
-              f"{sum(p.numel() for p in model.parameters()):,} parameters, {why}, {device}")
+              f"{parameter_count(cfg):,} parameters, {why}, {device}, strategy '{strategy}'")
     return model
 
 

@@ -1,0 +1,107 @@
+"""Layer streaming: run a model larger than memory by holding one block's weights at a time.
+
+The weights stay in the checkpoint's files. Each module that owns weights (the embedding, every
+block, the final norm, the output head) maps its tensors from disk just before it runs and lets go
+of them after, so the device holds about one block (436 MB for Mistral 7B in bf16) plus the
+activations. The same arithmetic runs as in the loaded model, so the logits are the same; the price
+is reading all the weights once per forward pass (for generation: once per token).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .model import Transformer
+
+
+@dataclass(frozen=True)
+class TensorOnDisk:
+    """Where one tensor's bytes lie in a safetensors file, and how to turn them into our layout."""
+
+    path: Path
+    offset: int
+    stored_dtype: torch.dtype
+    shape: tuple[int, ...]
+    hf_heads: int | None = None  # wq/wk of a Hugging Face file: undo the RoPE row permutation
+
+    def load(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Map the bytes (no read until used) and move or cast them to device and dtype."""
+        from .weights import unpermute_from_hf
+
+        nbytes = int(np.prod(self.shape)) * torch.empty(0, dtype=self.stored_dtype).element_size()
+        raw = np.memmap(self.path, dtype=np.uint8, mode="c", offset=self.offset, shape=(nbytes,))
+        tensor = torch.from_numpy(raw).view(self.stored_dtype).reshape(self.shape)
+        if self.hf_heads is not None:
+            tensor = unpermute_from_hf(tensor, self.hf_heads)
+        return tensor.to(device=device, dtype=dtype)
+
+
+def streamed_units(cfg: ModelConfig) -> list[str]:
+    """The modules whose weights come and go together, in the order a forward pass reaches them."""
+    return ["tok_embeddings"] + [f"layers.{i}" for i in range(cfg.n_layers)] + ["norm", "output"]
+
+
+class StreamedTransformer(Transformer):
+    """A Transformer whose weights stay on disk, each unit loaded to the device for its turn only."""
+
+    def __init__(self, cfg: ModelConfig, tensors: dict[str, TensorOnDisk], device: torch.device,
+                 dtype: torch.dtype):
+        with torch.device("meta"):
+            super().__init__(cfg)
+        self.requires_grad_(False).eval()
+        self._device, self._dtype = device, dtype
+        self._tensors = tensors
+        for unit in streamed_units(cfg):
+            module = self.get_submodule(unit)
+            module.register_forward_pre_hook(self._loader(unit))
+            module.register_forward_hook(self._releaser(unit), always_call=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def _unit_names(self, unit: str) -> list[str]:
+        return [name for name in self._tensors if name.startswith(unit + ".")]
+
+    def _set(self, name: str, value: torch.Tensor) -> None:
+        module_name, _, leaf = name.rpartition(".")
+        self.get_submodule(module_name)._parameters[leaf] = nn.Parameter(value, requires_grad=False)
+
+    def _loader(self, unit: str):
+        def load(module, args):
+            for name in self._unit_names(unit):
+                self._set(name, self._tensors[name].load(self._device, self._dtype))
+        return load
+
+    def _releaser(self, unit: str):
+        def release(module, args, output):
+            for name in self._unit_names(unit):
+                self._set(name, torch.empty(self._tensors[name].shape, device="meta", dtype=self._dtype))
+        return release
+
+    def resident_bytes(self) -> int:
+        """Bytes of weights held on the device right now (0 between forward passes)."""
+        return sum(p.numel() * p.element_size() for p in self.parameters() if p.device.type != "meta")
+
+
+def tensors_on_disk(plan, layout: str, cfg: ModelConfig) -> dict[str, TensorOnDisk]:
+    """TensorOnDisk for each (our name, SafetensorsFile, stored name) of weights.tensor_plan."""
+    tensors = {}
+    for ours, st, stored in plan:
+        stored_dtype, shape, begin, _ = st.entries[stored]
+        heads = None
+        if layout == "hf" and ours.endswith("attention.wq.weight"):
+            heads = cfg.n_heads
+        elif layout == "hf" and ours.endswith("attention.wk.weight"):
+            heads = cfg.n_kv_heads
+        tensors[ours] = TensorOnDisk(st.path, st.data_start + begin, stored_dtype, shape, heads)
+    return tensors
