@@ -1,0 +1,112 @@
+"""Command line: `python -m mistral_edu info` says what this machine would run, before any notebook does.
+
+Subcommands are argparse sub-parsers: add one with a function `cmd_<name>(args)` and a line in
+build_parser().
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+
+import torch
+
+from . import memory
+from .config import ModelConfig
+from .tokenizer import load_tokenizer
+from .weights import default_dtype, find_checkpoint, parse_device, read_config
+
+
+def available_bytes(device: torch.device) -> tuple[int | None, str]:
+    """Memory free for a model on device, and where the number comes from (None when unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"free on {torch.cuda.get_device_name(device)}"
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024, "MemAvailable in /proc/meminfo"
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical pages"
+    except (ValueError, OSError, AttributeError):
+        return None, "unknown on this system"
+
+
+def describe_weights() -> str:
+    """Which checkpoint load_model() would take, and why; an unusable one is reported, not raised."""
+    try:
+        checkpoint = find_checkpoint()
+    except (OSError, ValueError) as err:
+        return f"weights:   ERROR {err}"
+    if checkpoint.is_embedded_default:
+        trained = (checkpoint.folder / "params.json").is_file()
+        return (f"weights:   the embedded default ({'trained' if trained else 'randomly initialised'}, "
+                f"{checkpoint.reason}: set $MISTRAL_EDU_WEIGHTS or download to the Hugging Face cache)")
+    try:
+        cfg = read_config(checkpoint)
+        shape = (f"{memory.parameter_count(cfg):,} parameters, {cfg.n_layers} layers, dim {cfg.dim}, "
+                 f"vocab {cfg.vocab_size}")
+    except (OSError, ValueError) as err:
+        shape = f"unreadable config: {err}"
+    return (f"weights:   {checkpoint.folder} ({checkpoint.layout} layout), found via {checkpoint.reason}\n"
+            f"           {shape}")
+
+
+def describe_tokenizer() -> str:
+    try:
+        tok = load_tokenizer()
+    except (OSError, ValueError, ImportError) as err:
+        return f"tokenizer: ERROR {err}"
+    return f"tokenizer: {tok.path} ({tok.vocab_size} pieces)"
+
+
+def describe_fit(device: torch.device, context: int) -> str:
+    """Whether Mistral-7B-Instruct-v0.2 fits on device, in the dtype load_model would choose there."""
+    cfg = ModelConfig.mistral_7b_instruct_v02()
+    dtype, why = default_dtype(cfg, device)
+    fmt = memory.dtype_name(dtype)
+    plan = memory.estimate(cfg, weights=fmt, context=context)
+    needed = plan.total_with_overhead if device.type == "cuda" else plan.total
+    free, source = available_bytes(device)
+    line = (f"Mistral-7B-Instruct-v0.2 in {fmt} ({why}), context {context:,}: needs {needed / 1e9:.1f} GB")
+    if free is None:
+        return line + f"; free memory is {source}"
+    verdict = "fits" if needed <= free else "does NOT fit (use a GPU with more memory, or the embedded default)"
+    return line + f"; {free / 1e9:.1f} GB available ({source}): {verdict}"
+
+
+def cmd_info(args) -> int:
+    try:
+        device = parse_device(args.device)
+    except ValueError as err:
+        print(f"device:    ERROR {err}")
+        return 1
+    print(f"mistral_edu on Python {platform.python_version()}, torch {torch.__version__}")
+    print(describe_weights())
+    print(describe_tokenizer())
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no CUDA GPU in use"
+    print(f"device:    {device} ({gpu})")
+    print(describe_fit(device, args.context))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m mistral_edu", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="which weights, tokenizer and device load_model() would use")
+    info.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda if available)")
+    info.add_argument("--context", type=int, default=4096, help="tokens of KV cache in the fit check")
+    info.set_defaults(run=cmd_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
