@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test install clean notebooks
+.PHONY: lab test install clean memory-bench notebooks
 
 install: $(INSTALLED)
 
@@ -33,6 +33,11 @@ notebooks: $(INSTALLED)
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
 	done
+
+# Not part of `make test`: writes a 29 GB synthetic full-size checkpoint (needs 30+ GB of free disk
+# and 15.5 GB of free RAM), measures peak RSS of loading, streaming and int8, then deletes it.
+memory-bench: $(INSTALLED)
+	$(BIN)/python benchmarks/full_size_memory.py
 
 clean:
 	rm -rf $(VENV)

@@ -1,0 +1,190 @@
+"""Peak RAM of loading and running the full-size model on a CPU, measured in fresh processes.
+
+Writes a synthetic checkpoint with the exact names and shapes of Mistral-7B-Instruct-v0.2 (random
+bf16 values, 14.48 GB) in Mistral's layout and in Hugging Face's sharded layout to a temporary
+folder, one tensor in memory at a time, then measures in a new process each:
+
+  load_model, both layouts          aim: peak RSS <= 1.07 x 14.48 GB
+  a 32-token forward, streamed       aim: peak RSS <= 2.5 GB
+  an int8 load (+ the same forward)  aim: peak RSS <= 8.5 GB
+
+and compares the logits of each with the fully loaded model's. Needs about 30 GB of free disk and
+15.5 GB of free RAM; deletes its files at the end. Run: `make memory-bench`
+(or `python benchmarks/full_size_memory.py --dir /big/disk`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+GB = 1e9
+TOKENS = 32
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size (VmHWM), in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
+
+
+# ----------------------------------------------------------------------------- writing the checkpoint
+
+def synthetic_tensor(name: str, shape: tuple[int, ...], index: int) -> torch.Tensor:
+    """Random bf16 with std 0.02 (norm weights: ones), reproducible per tensor from its index."""
+    if len(shape) == 1:
+        return torch.ones(shape, dtype=torch.bfloat16)
+    generator = torch.Generator().manual_seed(1000 + index)
+    return (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+
+
+def write_checkpoints(root: Path) -> tuple[Path, Path]:
+    """Mistral layout in root/mistral, HF layout (3 shards + index) in root/hf; never the whole model in RAM."""
+    from mistral_edu import ModelConfig
+    from mistral_edu.memory import tensor_shapes
+    from mistral_edu.safetensors_io import LazyTensor, write_safetensors
+    from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
+
+    cfg = ModelConfig.mistral_7b_instruct_v02()
+    shapes = tensor_shapes(cfg)
+    indices = {name: i for i, name in enumerate(shapes)}
+
+    mistral = root / "mistral"
+    mistral.mkdir()
+    (mistral / "params.json").write_text(json.dumps(cfg.to_params_json(), indent=2))
+    lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape: synthetic_tensor(n, s, indices[n]))
+            for name, shape in shapes.items()}
+    write_safetensors(mistral / "consolidated.safetensors", lazy, {"format": "pt"})
+
+    def hf_tensor(name, shape):
+        t = synthetic_tensor(name, shape, indices[name])
+        if name.endswith("attention.wq.weight"):
+            return permute_for_hf(t, cfg.n_heads)
+        if name.endswith("attention.wk.weight"):
+            return permute_for_hf(t, cfg.n_kv_heads)
+        return t
+
+    hf = root / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text(json.dumps(cfg.to_hf_config(), indent=2))
+    total = sum(2 * math.prod(s) for s in shapes.values())
+    shards: list[dict] = [{}, {}, {}]
+    written = 0
+    for name, shape in shapes.items():
+        shard = min(2, int(3 * written / total))
+        shards[shard][mistral_to_hf_name(name)] = LazyTensor(torch.bfloat16, shape,
+                                                             lambda n=name, s=shape: hf_tensor(n, s))
+        written += 2 * math.prod(shape)
+    weight_map = {}
+    for i, shard in enumerate(shards):
+        file = f"model-{i + 1:05d}-of-00003.safetensors"
+        write_safetensors(hf / file, shard, {"format": "pt"})
+        weight_map.update(dict.fromkeys(shard, file))
+    (hf / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    return mistral, hf
+
+
+# ----------------------------------------------------------------------------- one measurement (child)
+
+def child(strategy: str, folder: str, logits_out: str) -> None:
+    """Load with a strategy, run a 32-token forward, print a JSON line of what was measured."""
+    import mistral_edu as me
+
+    start = time.perf_counter()
+    model = me.load_model(folder, device="cpu", strategy=strategy)
+    load_s = time.perf_counter() - start
+    after_load = peak_rss()
+    tokens = torch.randint(3, 32000, (1, TOKENS), generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    with torch.no_grad():
+        logits = model(tokens)
+    forward_s = time.perf_counter() - start
+    torch.save(logits, logits_out)
+    print(json.dumps({"load_s": load_s, "forward_s": forward_s, "rss_after_load": after_load,
+                      "rss_peak": peak_rss()}))
+
+
+def measure(strategy: str, folder: Path, logits_out: Path) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", strategy, str(folder), str(logits_out)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    print(proc.stdout.strip().splitlines()[0], flush=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", help="where to write the 29 GB of checkpoints (default: the temp folder)")
+    parser.add_argument("--keep", action="store_true", help="leave the checkpoints on disk")
+    args = parser.parse_args()
+
+    from mistral_edu.memory import weight_bytes
+    from mistral_edu import ModelConfig
+    from mistral_edu.quantize import compare_logits
+
+    weights = weight_bytes(ModelConfig.mistral_7b_instruct_v02(), "bf16")
+    parent = Path(args.dir or tempfile.gettempdir())
+    free = shutil.disk_usage(parent).free
+    if free < 2.05 * weights:
+        sys.exit(f"{parent} has {free / GB:.1f} GB free; the two checkpoints need {2 * weights / GB:.1f} GB. "
+                 "Pass --dir on a larger disk.")
+    root = Path(tempfile.mkdtemp(prefix="mistral_edu_full_size_", dir=parent))
+    try:
+        start = time.perf_counter()
+        mistral, hf = write_checkpoints(root)
+        print(f"wrote both layouts ({2 * weights / GB:.2f} GB) to {root} in {time.perf_counter() - start:.0f} s",
+              flush=True)
+        runs = [("load_model (full)", "full", mistral, 1.07 * weights),
+                ("load_model (full)", "full", hf, 1.07 * weights),
+                (f"{TOKENS}-token forward, streamed", "stream", mistral, 2.5 * GB),
+                (f"{TOKENS}-token forward, streamed", "stream", hf, 2.5 * GB),
+                ("int8 load", "int8", mistral, 8.5 * GB)]
+        rows = []
+        for what, strategy, folder, aim in runs:
+            out = root / f"logits_{strategy}_{folder.name}.pt"
+            result = measure(strategy, folder, out)
+            rows.append((what, strategy, folder.name, aim, result, out))
+        reference = torch.load(root / "logits_full_mistral.pt") if (root / "logits_full_mistral.pt").exists() else None
+        print(f"\npeak RSS in fresh processes, {TOKENS}-token forward after each load; torch {torch.__version__}, "
+              f"{os.cpu_count()} CPUs; weights {weights / GB:.2f} GB (bf16)\n")
+        print(f"{'what':<32} {'layout':<8} {'peak RSS load':>14} {'peak RSS +fwd':>14} {'aim':>9} "
+              f"{'load s':>7} {'fwd s':>7}  logits vs full (mistral layout)")
+        for what, strategy, layout, aim, result, out in rows:
+            if "error" in result:
+                print(f"{what:<32} {layout:<8} failed: {result['error']}")
+                continue
+            measured = result["rss_peak"] if strategy == "stream" else result["rss_after_load"]
+            verdict = "ok" if measured <= aim else "OVER"
+            note = ""
+            if reference is not None and out.exists():
+                cmp = compare_logits(reference, torch.load(out))
+                note = f"max |diff| {cmp['max_abs_logit_diff']:.4f}, top-1 agree {cmp['top1_agreement']:.3f}"
+            print(f"{what:<32} {layout:<8} {result['rss_after_load'] / GB:11.2f} GB {result['rss_peak'] / GB:11.2f} GB "
+                  f"{aim / GB:6.2f} GB {result['load_s']:7.1f} {result['forward_s']:7.1f}  {verdict}; {note}")
+    finally:
+        if args.keep:
+            print(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+            print(f"removed {root}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(*sys.argv[2:])
+    else:
+        main()
