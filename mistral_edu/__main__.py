@@ -6,7 +6,6 @@ build_parser().
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import sys
 
@@ -16,23 +15,6 @@ from . import memory
 from .config import ModelConfig
 from .tokenizer import load_tokenizer
 from .weights import default_dtype, find_checkpoint, parse_device, read_config
-
-
-def available_bytes(device: torch.device) -> tuple[int | None, str]:
-    """Memory free for a model on device, and where the number comes from (None when unknown)."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return free, f"free on {torch.cuda.get_device_name(device)}"
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-        return int(fields["MemAvailable"].split()[0]) * 1024, "MemAvailable in /proc/meminfo"
-    except (OSError, KeyError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical pages"
-    except (ValueError, OSError, AttributeError):
-        return None, "unknown on this system"
 
 
 def describe_weights() -> str:
@@ -70,12 +52,18 @@ def describe_fit(device: torch.device, context: int) -> str:
     fmt = memory.dtype_name(dtype)
     plan = memory.estimate(cfg, weights=fmt, context=context)
     needed = plan.total_with_overhead if device.type == "cuda" else plan.total
-    free, source = available_bytes(device)
-    line = (f"Mistral-7B-Instruct-v0.2 in {fmt} ({why}), context {context:,}: needs {needed / 1e9:.1f} GB")
-    if free is None:
-        return line + f"; free memory is {source}"
-    verdict = "fits" if needed <= free else "does NOT fit (use a GPU with more memory, or the embedded default)"
-    return line + f"; {free / 1e9:.1f} GB available ({source}): {verdict}"
+    line = f"Mistral-7B-Instruct-v0.2 in {fmt} ({why}), context {context:,}: needs {needed / 1e9:.1f} GB"
+    try:
+        free, source = memory.free_memory(device)
+    except ValueError as err:
+        return line + f"; {err}"
+    verdict = "fits" if needed <= free else "does NOT fit"
+    try:
+        strategy = memory.choose_strategy(cfg, device, dtype, "auto", verbose=False, free=free)
+        how = f"load_model() would load it with strategy '{strategy}' (planned for {memory.PLAN_CONTEXT:,} tokens)"
+    except MemoryError:
+        how = "load_model() would refuse it: not even streaming fits"
+    return line + f"; {free / 1e9:.1f} GB available ({source}): {verdict}; {how}"
 
 
 def cmd_info(args) -> int:
