@@ -20,14 +20,14 @@ def verdict(capsys, checker, answer, *args):
 
 def rejects(capsys, checker, answer, words, *args):
     ok, out = verdict(capsys, checker, answer, *args)
-    assert ok is False, out
+    assert not ok, out
     assert out.startswith("not solved yet"), out
     assert words in out, out
 
 
 def accepts(capsys, checker, answer, *args):
     ok, out = verdict(capsys, checker, answer, *args)
-    assert ok is True, out
+    assert ok, out
     assert out.startswith("correct"), out
 
 
@@ -223,11 +223,11 @@ def test_induction_head_checker_on_a_model(capsys):
     worst = divmod(int(scores.argmin()), 4)
     accepts(capsys, ws.check_induction_head, best, model, 6, 2)
     ok, out = verdict(capsys, ws.check_induction_head, worst, model, 6, 2)
-    assert ok is False and "the best scores" in out
+    assert not ok and "the best scores" in out
     ok, out = verdict(capsys, ws.check_induction_head, (5, 0), model, 6, 2)
-    assert ok is False and "not a head" in out
+    assert not ok and "not a head" in out
     ok, out = verdict(capsys, ws.check_induction_head, [0, 1], model, 6, 2)
-    assert ok is False and "tuple" in out
+    assert not ok and "tuple" in out
 
 
 # ----------------------------------------------------------------------------- activation patching
