@@ -119,3 +119,22 @@ def token_count_chart(rows):
     fig.suptitle("One sentence, many languages: what it costs in tokens")
     fig.tight_layout()
     return fig
+
+
+def vocabulary_chart(tok):
+    """What the 32,000 pieces look like: their lengths, with and without the leading ▁, and the special ids."""
+    pieces = [tok.id_to_piece(i) for i in range(tok.vocab_size)]
+    is_byte = np.array([p.startswith("<0x") and p.endswith(">") for p in pieces])
+    starts_word = np.array([p.startswith("▁") for p in pieces])
+    lengths = np.array([len(p.lstrip("▁")) for p in pieces])
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    bins = np.arange(0.5, 17.5, 1)
+    ordinary = ~is_byte & (np.arange(len(pieces)) > 2)
+    ax.hist([lengths[ordinary & starts_word], lengths[ordinary & ~starts_word]], bins=bins, stacked=True,
+            color=["#4e79a7", "#f28e2b"], label=["starts a word (▁...)", "continues a word"])
+    ax.set_xlabel("characters in the piece (without ▁)")
+    ax.set_ylabel("pieces")
+    ax.set_title(f"The {tok.vocab_size:,} pieces: {int(is_byte.sum())} bytes, 3 special, the rest learnt by BPE")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
