@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 INSTALLED := $(VENV)/.installed
 
-.PHONY: lab test install clean memory-bench notebooks
+.PHONY: lab test install clean memory-bench notebooks real-shape-notebooks
 
 install: $(INSTALLED)
 
@@ -38,6 +38,12 @@ notebooks: $(INSTALLED)
 # and 15.5 GB of free RAM), measures peak RSS of loading, streaming and int8, then deletes it.
 memory-bench: $(INSTALLED)
 	$(BIN)/python benchmarks/full_size_memory.py
+
+# Not part of `make test`: writes a 14.5 GB synthetic checkpoint with v0.2's exact names and shapes
+# to a temporary folder and executes every notebook against it (MISTRAL_EDU_WEIGHTS), printing each
+# one's time and peak RSS; the committed notebooks are not modified. Needs ~15 GB of disk and RAM.
+real-shape-notebooks: $(INSTALLED)
+	$(BIN)/python benchmarks/real_shape_notebooks.py
 
 clean:
 	rm -rf $(VENV)
