@@ -203,3 +203,58 @@ def position_layer_heatmap(values: torch.Tensor, layers, position_labels, title:
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
+
+
+def pattern_heatmap(pattern: torch.Tensor, labels: list[str], title: str, ax=None):
+    """One head's (q, k) attention pattern with the tokens on both axes."""
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(1.5 + 0.3 * len(labels), 1.2 + 0.3 * len(labels)))
+    ax.imshow(pattern.float().cpu().numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("key (attended to)", fontsize=8)
+    ax.set_ylabel("query", fontsize=8)
+    ax.grid(False)
+    ax.set_title(title, fontsize=9)
+    if own:
+        fig.tight_layout()
+        return fig
+    return ax.figure
+
+
+def gqa_pattern_grid(patterns: torch.Tensor, n_kv_heads: int, title: str, max_heads: int = 16):
+    """A layer's heads side by side, framed by the KV head they share (h // n_rep)."""
+    n_heads = patterns.shape[0]
+    shown = min(n_heads, max_heads)
+    n_rep = n_heads // n_kv_heads
+    cols = min(shown, 2 * n_rep if n_rep < 4 else n_rep)
+    rows = -(-shown // cols)
+    colours = plt.cm.tab10.colors
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.4), squeeze=False)
+    for h in range(rows * cols):
+        ax = axes[h // cols][h % cols]
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+        if h >= shown:
+            ax.axis("off")
+            continue
+        ax.imshow(patterns[h].float().cpu().numpy(), cmap="Blues", vmin=0, vmax=1)
+        for spine in ax.spines.values():
+            spine.set_visible(True)
+            spine.set_color(colours[(h // n_rep) % 10])
+            spine.set_linewidth(3)
+        ax.set_title(f"head {h} (KV {h // n_rep})", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """A figure as PNG bytes (for an ipywidgets Image), closing it so it is not also shown inline."""
+    import io
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=72)
+    plt.close(fig)
+    return buffer.getvalue()
