@@ -1,0 +1,95 @@
+"""The embedded default's training text, its held-out split, and the repeated-span sequences.
+
+The corpus is public-domain English that any Debian machine can install: the King James Bible
+(package bible-kjv, printed with its `bible` program) and the Jargon File 4.4.7 (package
+jargon-text). Documents are Bible chapters and Jargon File paragraphs; every 40th document is held
+out. A sample of the held-out text ships as default/heldout.txt so CI can measure the model on
+text it never trained on without installing either package.
+"""
+from __future__ import annotations
+
+import gzip
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+JARGON_FILE = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
+HELDOUT_SAMPLE = Path(__file__).parent / "default" / "heldout.txt"
+HELDOUT_EVERY = 40
+INSTALL_HINT = "install the corpus with `apt-get install bible-kjv jargon-text` (Debian/Ubuntu)"
+
+
+def kjv_chapters() -> list[str]:
+    """The King James Bible, one string per chapter, verse numbers removed."""
+    if shutil.which("bible") is None:
+        raise FileNotFoundError(f"the `bible` program is missing: {INSTALL_HINT}")
+    out = subprocess.run(["bible", "-f", "gen1:1-rev22:21"], capture_output=True, text=True, check=True).stdout
+    chapters: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        match = re.match(r"^(\w*?\d*[A-Za-z]+\d+):\d+ (.*)$", line)
+        if match:
+            chapters.setdefault(match.group(1), []).append(match.group(2).strip())
+    if len(chapters) < 1000:
+        raise ValueError(f"`bible` printed only {len(chapters)} chapters; reinstall bible-kjv-text")
+    return [" ".join(verses) for verses in chapters.values()]
+
+
+def jargon_paragraphs() -> list[str]:
+    """The Jargon File's prose paragraphs (tables, rules and the contents list dropped)."""
+    if not JARGON_FILE.is_file():
+        raise FileNotFoundError(f"{JARGON_FILE} is missing: {INSTALL_HINT}")
+    text = gzip.decompress(JARGON_FILE.read_bytes()).decode("utf-8")
+    paragraphs = []
+    for block in re.split(r"\n\s*\n", text):
+        if re.search(r"[\u2500-\u257f]", block):
+            continue
+        joined = " ".join(block.split())
+        if len(joined.split()) >= 8:
+            paragraphs.append(joined)
+    return paragraphs
+
+
+def documents() -> list[str]:
+    """Every document of the corpus, in a fixed order."""
+    return kjv_chapters() + jargon_paragraphs()
+
+
+def split_documents(docs: list[str]) -> tuple[list[str], list[str]]:
+    """(train, held-out): every HELDOUT_EVERY-th document is held out."""
+    train = [d for i, d in enumerate(docs) if i % HELDOUT_EVERY != HELDOUT_EVERY - 1]
+    heldout = [d for i, d in enumerate(docs) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+    return train, heldout
+
+
+def heldout_sample() -> list[str]:
+    """The shipped held-out documents, one per line."""
+    return [line for line in HELDOUT_SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def tokenize_documents(tokenizer, docs: list[str]) -> np.ndarray:
+    """All documents as one id stream, each starting with BOS, as int32."""
+    ids: list[int] = []
+    for doc in docs:
+        ids.extend(tokenizer.encode(doc, bos=True))
+    return np.asarray(ids, dtype=np.int32)
+
+
+def text_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, seq: int) -> np.ndarray:
+    """(batch, seq + 1) windows of the id stream at random offsets; each row starts with BOS (1)."""
+    starts = rng.integers(0, len(stream) - seq, size=batch)
+    rows = np.stack([stream[s:s + seq] for s in starts])          # (batch, seq)
+    return np.concatenate([np.ones((batch, 1), np.int32), rows], axis=1)
+
+
+def copy_batch(rng: np.random.Generator, vocab: np.ndarray, batch: int, span: int, seq: int) -> np.ndarray:
+    """(batch, seq + 1): BOS, then `span` random tokens from vocab repeated until the row is full.
+
+    Only the first copy is unpredictable; every later token is predictable by looking back one span,
+    which is what makes an induction head worth learning.
+    """
+    spans = vocab[rng.integers(0, len(vocab), size=(batch, span))]   # (batch, span)
+    body = np.tile(spans, (1, -(-seq // span)))[:, :seq]            # (batch, seq)
+    return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)

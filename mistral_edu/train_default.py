@@ -1,0 +1,271 @@
+"""Train the embedded default: ModelConfig.tiny() on public-domain English plus repeated random spans.
+
+    python -m mistral_edu.train_default                 # train (resumes from --work if a state is there)
+    python -m mistral_edu.train_default --export-only   # write the latest state to mistral_edu/default
+
+Deterministic given --seed: step s draws its batch from np.random.default_rng([seed, s]), so a run
+resumed from a checkpoint continues exactly as if it had never stopped.
+
+Two choices make it feasible on a 2-core CPU and make induction heads form:
+- The loss is a softmax over the ~16k token types the training text uses, not all 32000: the output
+  layer dominates the cost. On export, every never-used output row is set to the mean of the used
+  rows, so an unused token gets the average used token's logit, far below the likely ones.
+- Part of each batch is BOS + random tokens repeated ("copy rows"). Their tokens come from the most
+  frequent types, a vocabulary that starts small (copying from 200 types is learned fast) and widens
+  during training; induction is measured on ordinary English words, many never copied in training.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import corpus
+from .analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
+                             previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
+from .config import ModelConfig
+from .model import Transformer
+from .model.attention import AttentionSpan
+from .model.rope import rope_rotations
+from .safetensors_io import SafetensorsFile, write_safetensors
+from .tokenizer import load_tokenizer
+from .weights import DEFAULT_DIR, save_consolidated
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=3000, help="total optimizer steps (fixes the LR schedule)")
+    parser.add_argument("--batch", type=int, default=16, help="rows per step")
+    parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
+    parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
+    parser.add_argument("--copy-vocab-start", type=int, default=200)
+    parser.add_argument("--copy-vocab-end", type=int, default=4000)
+    parser.add_argument("--loss-types", type=int, default=8000,
+                        help="the loss covers this many of the most frequent token types (the output layer's cost)")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; 1 is fastest on a busy shared machine")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
+    parser.add_argument("--weight-decay", type=float, default=0.1)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mistral_edu_train_default"),
+                        help="folder for the resumable state, token cache and exports")
+    parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="where --export-only writes the checkpoint")
+    parser.add_argument("--export-only", action="store_true")
+    return parser.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- data
+
+class Data:
+    """The tokenised train/held-out streams, the types the loss covers, and the copy vocabularies."""
+
+    def __init__(self, tokenizer, work: Path, loss_types: int):
+        self.tokenizer = tokenizer
+        cache = work / "tokens.npz"
+        if cache.is_file():
+            with np.load(cache) as saved:
+                self.train, self.heldout = saved["train"], saved["heldout"]
+        else:
+            train_docs, heldout_docs = corpus.split_documents(corpus.documents())
+            self.train = corpus.tokenize_documents(tokenizer, train_docs)
+            self.heldout = corpus.tokenize_documents(tokenizer, heldout_docs)
+            np.savez(cache, train=self.train, heldout=self.heldout)
+        ids, counts = np.unique(self.train, return_counts=True)
+        self.by_frequency = ids[np.argsort(-counts, kind="stable")].astype(np.int32)  # (types,)
+        self.used = np.union1d(self.by_frequency[:loss_types], [tokenizer.bos_id, tokenizer.eos_id]).astype(np.int64)
+        self.column = np.full(tokenizer.vocab_size, -1, np.int64)
+        self.column[self.used] = np.arange(len(self.used))
+
+    def copy_vocab(self, step: int, args) -> np.ndarray:
+        """The most frequent types: copy_vocab_start for the first 30% of training (induction forms),
+        then widening geometrically to copy_vocab_end at 80% (it generalises)."""
+        progress = min(1.0, max(0.0, (step - 0.3 * args.steps) / (0.5 * args.steps)))
+        size = args.copy_vocab_start * (args.copy_vocab_end / args.copy_vocab_start) ** progress
+        words = self.by_frequency[self.by_frequency != self.tokenizer.bos_id]
+        return words[: int(size)]
+
+    def batch(self, step: int, args) -> torch.Tensor:
+        """(batch, seq + 1) rows: text windows, then copy rows with spans of 8 to 64 tokens."""
+        rng = np.random.default_rng([args.seed, step])
+        n_copy = int(round(args.batch * args.copy_fraction))
+        rows = [corpus.text_batch(self.train, rng, args.batch - n_copy, args.seq)]
+        vocab = self.copy_vocab(step, args)
+        for _ in range(n_copy):
+            rows.append(corpus.copy_batch(rng, vocab, 1, int(rng.integers(8, 65)), args.seq))
+        return torch.from_numpy(np.concatenate(rows).astype(np.int64))
+
+
+# ----------------------------------------------------------------------------- model
+
+def init_model(cfg: ModelConfig, seed: int) -> Transformer:
+    """Normal(0, 0.02) matrices; output projections of each block scaled down by sqrt(2 * n_layers)."""
+    torch.manual_seed(seed)
+    model = Transformer(cfg)
+    for name, p in model.named_parameters():
+        if p.dim() == 2:
+            std = 0.02 / math.sqrt(2 * cfg.n_layers) if name.endswith(("wo.weight", "w2.weight")) else 0.02
+            nn.init.normal_(p, std=std)
+    return model
+
+
+def final_hidden(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
+    """The normalised last residual stream (batch, seq, dim): forward() without the output layer."""
+    seq = tokens.shape[1]
+    span = AttentionSpan(0, seq, 0, seq, model.cfg.sliding_window)
+    rotations = rope_rotations(torch.arange(seq, device=tokens.device), model.cfg.head_dim, model.cfg.rope_theta)  # (seq, head_dim/2)
+    h = model.tok_embeddings(tokens)                                                      # (batch, seq, dim)
+    for layer in model.layers:
+        h = layer(h, rotations, span)                                                     # (batch, seq, dim)
+    return model.norm(h)                                                                  # (batch, seq, dim)
+
+
+def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data) -> torch.Tensor:
+    """Next-token cross-entropy over the used token types only (targets outside them are skipped)."""
+    used = torch.from_numpy(data.used).to(rows.device)
+    h = final_hidden(model, rows[:, :-1])                                                 # (batch, seq, dim)
+    logits = h @ model.output.weight[used].T                                             # (batch, seq, used)
+    targets = torch.from_numpy(data.column).to(rows.device)[rows[:, 1:]]                                  # (batch, seq)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+
+
+def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
+    """AdamW with weight decay on the block matrices and the output, not on embeddings or norms."""
+    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and n != "tok_embeddings.weight"]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and n != "tok_embeddings.weight")]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+
+
+def learning_rate(step: int, args) -> float:
+    """Linear warmup, then cosine decay to a tenth of the peak."""
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ----------------------------------------------------------------------------- state on disk
+
+def save_state(model: Transformer, optimizer: torch.optim.AdamW, step: int, work: Path) -> None:
+    """Weights and Adam moments as safetensors (never pickle) plus the step, written atomically."""
+    tensors = {f"model.{n}": p.detach() for n, p in model.named_parameters()}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for p, state in optimizer.state.items():
+        tensors[f"exp_avg.{names[id(p)]}"] = state["exp_avg"]
+        tensors[f"exp_avg_sq.{names[id(p)]}"] = state["exp_avg_sq"]
+    write_safetensors(work / "state.tmp", tensors, {"step": step})
+    (work / "state.tmp").replace(work / "state.safetensors")
+
+
+def load_state(model: Transformer, optimizer: torch.optim.AdamW, work: Path) -> int:
+    """Restore what save_state wrote; returns the next step (0 when there is no state)."""
+    path = work / "state.safetensors"
+    if not path.is_file():
+        return 0
+    st = SafetensorsFile(path)
+    step = int(st.metadata["step"])
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            p.copy_(st.read(f"model.{n}"))
+    for n, p in model.named_parameters():
+        if f"exp_avg.{n}" in st.entries:
+            optimizer.state[p] = {"step": torch.tensor(float(step)), "exp_avg": st.read(f"exp_avg.{n}").to(p.device),
+                                  "exp_avg_sq": st.read(f"exp_avg_sq.{n}").to(p.device)}
+    return step
+
+
+def export(model: Transformer, data: Data, folder: Path) -> Path:
+    """Write the Mistral layout in bf16, giving each never-trained output row the mean used row."""
+    unused = torch.ones(model.cfg.vocab_size, dtype=torch.bool)
+    unused[torch.from_numpy(data.used)] = False
+    with torch.no_grad():
+        weight = model.output.weight.detach().clone()
+        weight[unused] = weight[~unused].mean(dim=0)
+        original = model.output.weight.data
+        model.output.weight.data = weight
+        save_consolidated(model, folder)
+        model.output.weight.data = original
+    return folder
+
+
+def write_heldout_sample(path: Path) -> None:
+    """Ship the held-out documents (public domain), one per line, for CI to measure the model on."""
+    _, heldout = corpus.split_documents(corpus.documents())
+    path.write_text("\n".join(heldout) + "\n", encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+def evaluate(model: Transformer, data: Data, args) -> dict:
+    """Held-out loss (used types) and the best head of each kind, on fixed batches."""
+    rng = np.random.default_rng(12345)
+    text = torch.from_numpy(corpus.text_batch(data.heldout, rng, 16, args.seq).astype(np.int64)).to(args.device)
+    words = word_token_ids(data.tokenizer, data.tokenizer.decode(data.heldout.tolist()))
+    copied = set(data.copy_vocab(args.steps, args).tolist())
+    never_copied = [w for w in words if w not in copied]
+    model.eval()
+    with torch.no_grad():
+        loss = float(restricted_loss(model, text, data))
+        repeated = repeated_random_tokens(words, 16, 50, seed=0).to(args.device)
+        induction = induction_scores(model, repeated, 50)
+        duplicate = duplicate_token_scores(model, repeated, 50)
+        unseen = induction_scores(model, repeated_random_tokens(never_copied, 16, 50, seed=0).to(args.device), 50)
+        previous = previous_token_scores(model, text)
+        sink = first_token_scores(model, text)
+    model.train()
+    return {"heldout_loss": loss, "previous_token": top_heads(previous, 3), "induction": top_heads(induction, 3),
+            "induction_never_copied": top_heads(unseen, 2), "duplicate_token": top_heads(duplicate, 2),
+            "first_token": top_heads(sink, 3), "n_words": len(words), "n_never_copied": len(never_copied)}
+
+
+def train(args) -> None:
+    args.work.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer()
+    torch.set_num_threads(args.threads)
+    data = Data(tokenizer, args.work, args.loss_types)
+    model = init_model(ModelConfig.tiny(), args.seed).to(args.device)
+    optimizer = make_optimizer(model, args)
+    step = load_state(model, optimizer, args.work)
+    if args.export_only:
+        print(json.dumps(evaluate(model, data, args)))
+        print("exported to", export(model, data, args.out))
+        write_heldout_sample(args.out / "heldout.txt")
+        return
+    covered = np.isin(data.train, data.used).mean()
+    print(f"{len(data.train):,} train tokens, {len(data.heldout):,} held-out; the loss covers {len(data.used):,} "
+          f"types ({covered:.1%} of train tokens); "
+          f"starting at step {step}", flush=True)
+    model.train()
+    start, losses = time.time(), []
+    while step < args.steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args)
+        loss = restricted_loss(model, data.batch(step, args).to(args.device), data)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        if step % 20 == 0:
+            print(f"step {step} loss {np.mean(losses[-20:]):.3f} lr {learning_rate(step, args):.2e} "
+                  f"{time.time() - start:.0f}s", flush=True)
+        if step % args.checkpoint_every == 0 or step == args.steps:
+            save_state(model, optimizer, step, args.work)
+        if step % args.eval_every == 0 or step == args.steps:
+            print(f"eval step {step}: " + json.dumps(evaluate(model, data, args)), flush=True)
+
+
+if __name__ == "__main__":
+    train(parse_args())
