@@ -81,6 +81,48 @@ def cmd_info(args) -> int:
     return 0
 
 
+def vram_rows(cfg: ModelConfig, formats: list[str], contexts: list[int], batch: int, free: int | None) -> list[str]:
+    """One line per format and context: weights, KV cache, activation peak, totals, and the fit."""
+    head = (f"{'format':<12} {'context':>8} {'weights':>8} {'KV cache':>9} {'activ.':>7} {'total':>7} "
+            f"{'+overhead':>9}" + ("  fits?" if free is not None else ""))
+    lines = [head, "-" * len(head)]
+    for fmt in formats:
+        for context in contexts:
+            e = memory.estimate(cfg, weights=fmt, context=context, batch=batch)
+            line = (f"{e.weights:<12} {context:>8,} {e.parts['weights'] / 1e9:8.2f} {e.parts['KV cache'] / 1e9:9.2f} "
+                    f"{e.parts['activations'] / 1e9:7.2f} {e.total / 1e9:7.2f} {e.total_with_overhead / 1e9:9.2f}")
+            if free is not None:
+                line += "  yes" if e.total_with_overhead <= free else "  no"
+            lines.append(line)
+    return lines
+
+
+def cmd_vram(args) -> int:
+    """The model page's "GPU requirements" question, answered per format and context, with the parts."""
+    cfg = ModelConfig.mistral_7b_instruct_v02()
+    try:
+        formats = [memory.weight_format(f).name for f in args.format] if args.format else list(memory.WEIGHT_FORMATS)
+        contexts = [memory.check_context(cfg, c) for c in args.context] if args.context else [1024, 16384, 32768]
+        batch = memory.check_batch(args.batch)
+        free = None
+        if args.device is not None:
+            device = parse_device(args.device)
+            free, source = memory.free_memory(device)
+    except ValueError as err:
+        print(f"python -m mistral_edu vram: error: {err}", file=sys.stderr)
+        return 2
+    print(f"Mistral-7B-Instruct-v0.2: {memory.parameter_count(cfg):,} parameters; KV cache "
+          f"{memory.kv_bytes_per_token(cfg) // 1024} KiB per token in bf16 "
+          f"({memory.kv_bytes_per_token(cfg, gqa=False) // 1024} KiB without GQA); batch {batch}")
+    print("GB = 1e9 bytes. total = what PyTorch allocates for a prefill of `context` tokens (SDPA, last-token "
+          f"logits); +overhead adds the CUDA context (~{memory.CUDA_CONTEXT_BYTES / 1e9:.2f} GB)."
+          + (f" fits? compares +overhead with {free / 1e9:.2f} GB free on {device} ({source})." if free is not None else ""))
+    print("\n".join(vram_rows(cfg, formats, contexts, batch, free)))
+    print()
+    print(memory.estimate(cfg, weights=formats[0] if args.format else "bf16", context=contexts[-1], batch=batch))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mistral_edu", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: cuda if available)")
     info.add_argument("--context", type=int, default=4096, help="tokens of KV cache in the fit check")
     info.set_defaults(run=cmd_info)
+    vram = commands.add_parser("vram", help="memory per weight format at 1k / 16k / 32k context, and its parts")
+    vram.add_argument("--context", type=int, action="append", help="tokens (repeatable; default 1024 16384 32768)")
+    vram.add_argument("--batch", type=int, default=1, help="sequences at once (default 1)")
+    vram.add_argument("--format", action="append",
+                      help=f"weight format (repeatable): {', '.join(memory.WEIGHT_FORMATS)}; e.g. Q4_K_M")
+    vram.add_argument("--device", default=None, help="also say whether each fits the free memory of this device")
+    vram.set_defaults(run=cmd_vram)
     return parser
 
 

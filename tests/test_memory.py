@@ -1,0 +1,211 @@
+"""The memory arithmetic against exact counts, allocated tensors, profiled peaks and published sizes."""
+from __future__ import annotations
+
+import math
+import matplotlib
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+import mistral_edu as me
+from mistral_edu import memory
+
+matplotlib.use("Agg")
+
+V02 = me.ModelConfig.mistral_7b_instruct_v02()
+
+
+def test_exact_parameter_counts_of_v02():
+    counts = memory.parameter_breakdown(V02)
+    assert memory.parameter_count(V02) == sum(counts.values()) == 7_241_732_096
+    assert counts["tok_embeddings"] == counts["output"] == 32000 * 4096
+    assert counts["attention.wq"] == counts["attention.wo"] == 32 * 4096 * 4096
+    assert counts["attention.wk"] == counts["attention.wv"] == 32 * 1024 * 4096
+    assert counts["feed_forward.w1"] == counts["feed_forward.w2"] == counts["feed_forward.w3"] == 32 * 14336 * 4096
+    assert counts["norms"] == 65 * 4096
+    assert memory.weight_bytes(V02, "bf16") == 14_483_464_192
+    assert memory.weight_bytes(V02, "fp32") == 2 * memory.weight_bytes(V02, "fp16")
+
+
+def test_tensor_shapes_match_the_model():
+    for cfg in (V02, me.ModelConfig.tiny()):
+        with torch.device("meta"):
+            model = me.Transformer(cfg)
+        assert memory.tensor_shapes(cfg) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _tensor_bytes(model) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+@pytest.mark.parametrize("dtype,fmt", [("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16")])
+def test_weight_bytes_equal_the_loaded_tensors(dtype, fmt):
+    model = me.load_model(device="cpu", dtype=dtype, verbose=False)
+    assert _tensor_bytes(model) == memory.weight_bytes(model.cfg, fmt)
+
+
+def test_int8_weight_bytes_equal_the_quantised_tensors():
+    model = me.load_model(device="cpu", dtype="bf16", strategy="int8", verbose=False)
+    assert _tensor_bytes(model) == memory.weight_bytes(model.cfg, "int8") \
+        == memory.strategy_weight_bytes(model.cfg, "int8", "bf16")
+
+
+@pytest.mark.parametrize("cfg,context,batch,dtype", [
+    (me.ModelConfig.tiny(), 100, 1, torch.float32),
+    (me.ModelConfig.tiny(), 37, 3, torch.bfloat16),
+    (me.ModelConfig(dim=128, n_layers=2, head_dim=16, hidden_dim=448, n_heads=8, n_kv_heads=2,
+                    vocab_size=1000, sliding_window=64), 100, 2, torch.float16),
+])
+def test_kv_bytes_equal_the_cache_tensors(cfg, context, batch, dtype):
+    cache = me.KVCache(cfg, batch, context, dtype=dtype)
+    assert cache.k.numel() * cache.k.element_size() + cache.v.numel() * cache.v.element_size() \
+        == memory.kv_cache_bytes(cfg, context, batch, dtype)
+
+
+def test_kv_per_token_of_v02_and_without_gqa():
+    assert memory.kv_bytes_per_token(V02, "bf16") == 128 * 1024
+    assert memory.kv_bytes_per_token(V02, "bf16", gqa=False) == 512 * 1024
+    assert memory.kv_cache_bytes(V02, 32768, 1, "bf16") == 4 * 2**30
+    assert memory.kv_cache_bytes(V02, 32768, 1, "fp8") == 2 * 2**30
+
+
+@pytest.mark.parametrize("file_type", sorted(memory.PUBLISHED_GGUF_GB))
+def test_gguf_sizes_within_2_percent_of_published(file_type):
+    predicted = memory.weight_bytes(V02, file_type) / 1e9
+    published = memory.PUBLISHED_GGUF_GB[file_type]
+    assert abs(predicted - published) / published < 0.02, (file_type, predicted, published)
+
+
+def test_k_quant_mix_gives_half_the_v_and_down_matrices_q6k():
+    counts = memory.gguf_type_counts(V02, "Q4_K_M")
+    upgraded = 16 * (1024 * 4096 + 4096 * 14336) + 32000 * 4096  # 16 of 32 layers' wv and w2, and output
+    assert counts["Q6_K"] == upgraded
+    assert counts["F32"] == 65 * 4096
+
+
+def _peak_allocated(fn) -> int:
+    """The CPU allocator's peak during fn, from the profiler's allocation and free events."""
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+@pytest.mark.parametrize("dtype,context,attention,logits,vocab", [
+    (torch.bfloat16, 512, "sdpa", "last", 1000),
+    (torch.float32, 384, "sdpa", "last", 1000),
+    (torch.bfloat16, 256, "sdpa", "all", 8000),
+    (torch.float32, 256, "explicit", "last", 1000),
+])
+def test_activation_peak_matches_the_profiled_allocations(dtype, context, attention, logits, vocab):
+    cfg = me.ModelConfig(dim=256, n_layers=2, head_dim=32, hidden_dim=896, n_heads=8, n_kv_heads=2,
+                         vocab_size=vocab)
+    model = me.Transformer(cfg).to(dtype).eval()
+    tokens = torch.randint(0, vocab, (1, context))
+    hooks = [(lambda n: n.endswith("hook_pattern"), lambda t, h: None)] if attention == "explicit" else []
+
+    def prefill():
+        cache = me.KVCache(cfg, 1, context, dtype=dtype)
+        with torch.no_grad(), model.hooks(hooks):
+            model(tokens, cache=cache, last_only=logits == "last")
+        return cache
+
+    kv = prefill().nbytes()
+    measured = _peak_allocated(prefill) - kv
+    predicted = memory.prefill_activation_bytes(cfg, context, 1, dtype, attention, logits)
+    assert abs(predicted - measured) / measured < 0.03, (predicted, measured)
+
+
+def test_estimate_table_and_chart():
+    est = memory.estimate(V02, weights="bf16", context=32768)
+    assert est.parts["weights"] == 14_483_464_192
+    assert est.parts["KV cache"] == 4 * 2**30
+    assert est.kv_no_gqa == 16 * 2**30
+    assert est.total == sum(est.parts.values()) and est.total_with_overhead > est.total
+    text = str(est)
+    for word in ("weights", "KV cache", "without GQA", "activations", "SwiGLU", "runtime overhead", "total"):
+        assert word in text
+    assert "<table>" in est._repr_html_()
+    fig = est.plot()
+    assert len(fig.axes[0].patches) == 4
+    explicit = memory.estimate(V02, weights="q4_k_m", context=4096, attention="explicit", logits="all")
+    assert "scores" in str(explicit) and explicit.parts["activations"] > 10 * est.parts["activations"] / 8 / 4
+
+
+def test_four_bit_formats_are_a_bit_over_half_a_byte_per_weight():
+    for fmt in ("int4-g128", "nf4"):
+        blocks = sum(c for k, c in memory.parameter_breakdown(V02).items() if "." in k)
+        rest = memory.parameter_count(V02) - blocks
+        per_weight = (memory.weight_bytes(V02, fmt) - 2 * rest) / blocks
+        assert 0.5 < per_weight < 0.53, (fmt, per_weight)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(context=0), "context"), (dict(context=-5), "context"), (dict(context=32769), "32768"),
+    (dict(batch=0), "batch"), (dict(weights="q3_k_xl"), "unknown weight format"),
+    (dict(cache_dtype="int3"), "unknown dtype"), (dict(attention="flash"), "attention"),
+])
+def test_bad_input_is_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        memory.estimate(V02, **kwargs)
+
+
+def test_choose_strategy_and_refusals(capsys):
+    gb = 10**9
+    assert memory.choose_strategy(V02, "cpu", "bf16", "auto", free=20 * gb) == "full"
+    assert memory.choose_strategy(V02, "cpu", "bf16", "auto", free=12 * gb) == "int8"
+    assert "does not fit" in capsys.readouterr().out
+    assert memory.choose_strategy(V02, "cpu", "bf16", "auto", free=3 * gb) == "stream"
+    with pytest.raises(MemoryError, match=r"(?s)strategy .full. needs 15\.\d\d GB.*int8"):
+        memory.choose_strategy(V02, "cpu", "bf16", "full", free=12 * gb)
+    with pytest.raises(MemoryError, match="cannot fit on cpu in any way"):
+        memory.choose_strategy(V02, "cpu", "bf16", "auto", free=gb // 10)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        memory.choose_strategy(V02, "cpu", "bf16", "fastest", free=gb)
+
+
+def test_load_model_refuses_before_allocating(tmp_path, monkeypatch):
+    me.save_consolidated(me.load_model(device="cpu", verbose=False), tmp_path)
+    monkeypatch.setattr(memory, "free_memory", lambda device: (1000, "a test"))
+    with pytest.raises(MemoryError, match="Nothing was loaded"):
+        me.load_model(tmp_path, device="cpu", strategy="full", verbose=False)
+
+
+def test_free_memory_of_the_cpu_is_positive():
+    free, source = memory.free_memory("cpu")
+    assert free > 0 and source
+
+
+def _vram(capsys, *args):
+    """Run `python -m mistral_edu vram ARGS` in this process: (exit code, stdout, stderr)."""
+    from mistral_edu.__main__ import main
+    code = main(["vram", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_vram_command_prints_every_format_and_the_breakdown(capsys):
+    code, out, err = _vram(capsys)
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in memory.WEIGHT_FORMATS]
+    assert [(r[0], r[1]) for r in rows] == [(f, c) for f in memory.WEIGHT_FORMATS for c in ("1,024", "16,384", "32,768")]
+    assert "without GQA" in out and "SwiGLU" in out
+    code, out, err = _vram(capsys, "--context", "2048", "--batch", "2", "--format", "Q4_K_M")
+    assert code == 0, err
+    rows = [line.split() for line in out.splitlines() if line.split() and line.split()[0] in memory.WEIGHT_FORMATS]
+    assert [r[:2] for r in rows] == [["gguf-q4_k_m", "2,048"]]
+    assert float(rows[0][5]) == pytest.approx(memory.estimate(V02, "Q4_K_M", 2048, 2).total / 1e9, abs=0.006)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--context", "0"], "context"), (["--context", "40000"], "32768"), (["--batch", "0"], "batch"),
+    (["--format", "q9"], "unknown weight format"), (["--device", "cuda:7"], "cuda:7"),
+])
+def test_vram_command_bad_input(capsys, args, message):
+    code, out, err = _vram(capsys, *args)
+    assert code != 0 and message in err
