@@ -7,6 +7,8 @@ runs the same arithmetic at the same speed as one without hook points at all.
 from __future__ import annotations
 
 import difflib
+import math
+import operator
 import re
 from contextlib import contextmanager
 from typing import Callable, Iterable
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
-NameFilter = "str | Callable[[str], bool]"
+NameFilter = "str | tuple[str, int] | Callable[[str], bool]"
 
 
 class HookPoint(nn.Module):
@@ -57,6 +59,20 @@ def _check_replacement(name: str, old: torch.Tensor, new) -> None:
         raise ValueError(
             f"hook on {name} returned shape {tuple(new.shape)} {new.dtype}, but the activation is "
             f"{tuple(old.shape)} {old.dtype}; return a tensor of the same shape and dtype (or None)")
+    if new.device != old.device:
+        raise ValueError(f"hook on {name} returned a tensor on {new.device}, but the activation is on "
+                         f"{old.device}; move it with .to({str(old.device)!r})")
+
+
+def check_index(value, size: int, what: str) -> int:
+    """value as an index in 0..size-1 (negative counts from the end, as in Python), or a clear error."""
+    try:
+        index = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, got {value!r}") from None
+    if not -size <= index < size:
+        raise IndexError(f"{what} {index} is out of range: the model has {size} {what}s (0..{size - 1})")
+    return index % size
 
 
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:
@@ -64,20 +80,46 @@ def hook_points(model: nn.Module) -> dict[str, HookPoint]:
     return {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
 
 
+def _count_layers(points: dict[str, HookPoint]) -> int:
+    layers = [p.layer for p in points.values() if p.layer is not None]
+    return max(layers) + 1 if layers else 0
+
+
+def _unknown_name_error(points: dict[str, HookPoint], name: str) -> Exception:
+    """The most helpful error for a name that is not a hook point."""
+    n_layers = _count_layers(points)
+    match = re.match(r"layers\.(-?\d+)\.(.*)", name)
+    if match and not 0 <= int(match.group(1)) < n_layers:
+        return IndexError(f"no hook point named {name!r}: layer {match.group(1)} is out of range, the model "
+                          f"has {n_layers} layers (0..{n_layers - 1})")
+    in_layer_0 = [n for n in points if n.startswith("layers.0.") and n.endswith("." + name)]
+    if in_layer_0:
+        return KeyError(f"{name!r} exists in every layer: name one, e.g. {in_layer_0[0]!r}, use the "
+                        f"shorthand ({name.split('hook_')[-1]!r}, 0), or a predicate such as "
+                        f"lambda n: n.endswith({name!r})")
+    close = difflib.get_close_matches(name, list(points), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; list them with model.hook_names()"
+    return KeyError(f"no hook point named {name!r}{hint}")
+
+
 def resolve_names(points: dict[str, HookPoint], which) -> list[str]:
-    """Turn a name, a list of names, or a predicate into hook point names; unknown names are errors."""
+    """Turn a name, a (shorthand, layer) pair, a list of those, or a predicate into hook point names.
+
+    Unknown names are errors that suggest the closest valid ones.
+    """
     if which is None:
         return list(points)
     if callable(which):
         return [n for n in points if which(n)]
-    if isinstance(which, str):
+    if isinstance(which, (str, tuple)):
         which = [which]
     names = []
     for name in which:
+        if isinstance(name, tuple):
+            short, layer = name
+            name = full_name(short, check_index(layer, _count_layers(points), "layer"))
         if name not in points:
-            close = difflib.get_close_matches(name, list(points), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else "; list them with model.hook_names()"
-            raise KeyError(f"no hook point named {name!r}{hint}")
+            raise _unknown_name_error(points, name)
         names.append(name)
     return names
 
@@ -93,7 +135,7 @@ def attached(model: nn.Module, pairs: Iterable[tuple]):
                 raise TypeError(f"hook function for {which!r} is not callable")
             names = resolve_names(points, which)
             if not names:
-                raise KeyError(f"the predicate {which!r} matched no hook point")
+                raise KeyError(f"the predicate {which!r} matched no hook point; list them with model.hook_names()")
             for name in names:
                 points[name].fns.append(fn)
                 added.append((points[name], fn))
@@ -121,7 +163,9 @@ _SHORTHAND = {
 def full_name(short: str, layer: int | None = None) -> str:
     """Expand TransformerLens-style shorthand: ("pattern", 3) -> "layers.3.attention.hook_pattern"."""
     if short not in _SHORTHAND:
-        raise KeyError(f"unknown shorthand {short!r}; known: {', '.join(sorted(_SHORTHAND))}")
+        close = difflib.get_close_matches(str(short), list(_SHORTHAND), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise KeyError(f"unknown shorthand {short!r}; {hint}known: {', '.join(sorted(_SHORTHAND))}")
     leaf = _SHORTHAND[short]
     if short in ("embed", "ln_final"):
         if layer is not None:
@@ -132,19 +176,62 @@ def full_name(short: str, layer: int | None = None) -> str:
     return f"layers.{layer}.{leaf}"
 
 
-class ActivationCache:
-    """Activations captured by run_with_cache, indexable by full name or (shorthand, layer)."""
+def activation_shapes(cfg, batch: int, q_len: int, k_len: int | None = None) -> dict[str, tuple[int, ...]]:
+    """The shape every hook point sees, by full name: DESIGN.md's table, computed from a config.
 
-    def __init__(self, store: dict[str, torch.Tensor], n_layers: int):
+    q_len is the number of new positions in the forward call, k_len the number of keys attention reads
+    (q_len without a KV cache; every cached position with one).
+    """
+    k_len = q_len if k_len is None else k_len
+    resid = (batch, q_len, cfg.dim)
+    per_layer = {
+        "hook_resid_pre": resid, "attention_norm.hook_normalized": resid,
+        "attention.hook_q": (batch, q_len, cfg.n_heads, cfg.head_dim),
+        "attention.hook_k": (batch, q_len, cfg.n_kv_heads, cfg.head_dim),
+        "attention.hook_v": (batch, q_len, cfg.n_kv_heads, cfg.head_dim),
+        "attention.hook_rot_q": (batch, q_len, cfg.n_heads, cfg.head_dim),
+        "attention.hook_rot_k": (batch, q_len, cfg.n_kv_heads, cfg.head_dim),
+        "attention.hook_attn_scores": (batch, cfg.n_heads, q_len, k_len),
+        "attention.hook_pattern": (batch, cfg.n_heads, q_len, k_len),
+        "attention.hook_z": (batch, q_len, cfg.n_heads, cfg.head_dim),
+        "hook_attn_out": resid, "hook_resid_mid": resid, "ffn_norm.hook_normalized": resid,
+        "feed_forward.hook_pre": (batch, q_len, cfg.hidden_dim),
+        "feed_forward.hook_pre_linear": (batch, q_len, cfg.hidden_dim),
+        "feed_forward.hook_post": (batch, q_len, cfg.hidden_dim),
+        "hook_mlp_out": resid, "hook_resid_post": resid,
+    }
+    shapes = {"hook_embed": resid}
+    for layer in range(cfg.n_layers):
+        shapes.update({f"layers.{layer}.{leaf}": shape for leaf, shape in per_layer.items()})
+    shapes["norm.hook_normalized"] = resid
+    return shapes
+
+
+def full_cache_bytes(cfg, seq: int, batch: int = 1, bytes_per_value: int = 2) -> int:
+    """Bytes a run_with_cache of every hook point would hold (bf16: 2 bytes per value).
+
+    The two (q, k) tensors per layer, scores and pattern, grow with seq**2 and dominate long contexts.
+    """
+    return bytes_per_value * sum(math.prod(s) for s in activation_shapes(cfg, batch, seq).values())
+
+
+class ActivationCache:
+    """Activations captured by run_with_cache, indexable by full name or (shorthand, layer).
+
+    head_index maps the name of a pattern or scores captured for a few heads only (run_with_cache's
+    pattern_heads) to the heads it holds, in order, so pattern(layer, head) finds them.
+    """
+
+    def __init__(self, store: dict[str, torch.Tensor], n_layers: int,
+                 head_index: dict[str, tuple[int, ...]] | None = None):
         self._store = store
         self.n_layers = n_layers
+        self.head_index = head_index or {}
 
     def _key(self, key) -> str:
         if isinstance(key, tuple):
             short, layer = key
-            if not -self.n_layers <= layer < self.n_layers:
-                raise IndexError(f"layer {layer} out of range: the model has {self.n_layers} layers")
-            key = full_name(short, layer % self.n_layers)
+            key = full_name(short, check_index(layer, self.n_layers, "layer"))
         elif key not in self._store and key in _SHORTHAND:
             key = full_name(key)
         if key not in self._store:
@@ -175,9 +262,25 @@ class ActivationCache:
     def items(self):
         return self._store.items()
 
+    def pattern(self, layer: int, head: int, batch: int = 0) -> torch.Tensor:
+        """One head's (query rows, keys) attention pattern, whether all heads or a few were captured."""
+        name = self._key(("pattern", layer))
+        pattern = self._store[name]                                # (batch, heads kept, rows kept, keys)
+        kept = self.head_index.get(name)
+        if kept is None:
+            return pattern[batch, head]                            # (rows kept, keys)
+        if head not in kept:
+            raise KeyError(f"head {head} of layer {layer} was not captured: pattern_heads kept {list(kept)}")
+        return pattern[batch, kept.index(head)]                    # (rows kept, keys)
+
+    def stack(self, short: str) -> torch.Tensor:
+        """One activation of every layer stacked: cache.stack("resid_post") is (n_layers, batch, seq, dim)."""
+        return torch.stack([self[short, layer] for layer in range(self.n_layers)])
+
     def to(self, *args, **kwargs) -> "ActivationCache":
         """A copy with every tensor moved or cast, as Tensor.to."""
-        return ActivationCache({k: v.to(*args, **kwargs) for k, v in self._store.items()}, self.n_layers)
+        moved = {k: v.to(*args, **kwargs) for k, v in self._store.items()}
+        return ActivationCache(moved, self.n_layers, self.head_index)
 
     def nbytes(self) -> int:
         """Bytes held by the captured tensors."""

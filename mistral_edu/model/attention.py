@@ -43,14 +43,27 @@ class AttentionSpan:
     def _window_irrelevant(self) -> bool:
         return self.window is None or self.window >= self.k_len
 
-    def mask(self, device=None) -> torch.Tensor:
-        """Boolean (q, k): True where the query may attend to the key."""
-        q = torch.arange(self.q_start, self.q_start + self.q_len, device=device)[:, None]  # (q, 1)
+    def mask(self, device=None, rows=slice(None)) -> torch.Tensor:
+        """Boolean (q, k): True where the query may attend to the key; rows picks some queries only."""
+        q = torch.arange(self.q_start, self.q_start + self.q_len, device=device)[rows, None]  # (q, 1)
         k = torch.arange(self.k_start, self.k_start + self.k_len, device=device)[None, :]  # (1, k)
         allowed = k <= q                                                                   # (q, k)
         if self.window is not None:
             allowed = allowed & (k > q - self.window)
         return allowed
+
+
+@dataclass(frozen=True)
+class PatternSelection:
+    """The heads and query rows a pattern hook sees, so a long context never builds every (q, k) matrix.
+
+    heads: query head indices (None: all). rows: a slice or a list of query rows of the forward call
+    (None: all; slice(-1, None): the last one). With a selection, the output still comes from the
+    fused kernel for all heads, and the selected scores are computed on the side for hooks to read.
+    """
+
+    heads: tuple[int, ...] | None = None
+    rows: slice | list[int] | None = None
 
 
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
@@ -76,6 +89,7 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
             setattr(self, f"hook_{name}", HookPoint())
+        self.pattern_selection: PatternSelection | None = None
 
     @property
     def wants_pattern(self) -> bool:
@@ -91,10 +105,12 @@ class Attention(nn.Module):
         k = self.hook_rot_k(apply_rope(k, rotations))                                 # (batch, seq, n_kv_heads, head_dim)
         if cache is not None:
             k, v = cache.update(layer, k, v)                                          # (batch, keys, n_kv_heads, head_dim)
-        if self.wants_pattern:
+        if self.wants_pattern and self.pattern_selection is None:
             z = self.explicit_attention(q, k, v, span)
         else:
             z = self.fused_attention(q, k, v, span)
+            if self.wants_pattern:
+                self.show_selected_pattern(q, k, span)
         z = self.hook_z(z)                                                            # (batch, seq, n_heads, head_dim)
         return self.wo(z.reshape(batch, seq, self.n_heads * self.head_dim))          # (batch, seq, dim)
 
@@ -107,6 +123,32 @@ class Attention(nn.Module):
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(F.softmax(scores.float(), dim=-1).type_as(q))     # (batch, n_heads, q, keys)
         return torch.einsum("bhqk,bkhd->bqhd", pattern, v)                            # (batch, q, n_heads, head_dim)
+
+    def show_selected_pattern(self, q, k, span: AttentionSpan) -> None:
+        """Scores and pattern of the selected heads and query rows only, for hooks that read them.
+
+        Only len(heads) x len(rows) x keys numbers are built. The hooks may look but not replace:
+        the output was already computed by the fused kernel.
+        """
+        selection = self.pattern_selection
+        heads = list(range(self.n_heads)) if selection.heads is None else list(selection.heads)
+        rows = slice(None) if selection.rows is None else selection.rows
+        kv_heads = [h // self.n_rep for h in heads]
+        q = q[:, rows][:, :, heads]                                                   # (batch, rows, n_sel, head_dim)
+        k = k[:, :, kv_heads]                                                         # (batch, keys, n_sel, head_dim)
+        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)     # (batch, n_sel, rows, keys)
+        scores = scores.masked_fill(~span.mask(q.device, rows), float("-inf"))
+        self._read_only(self.hook_attn_scores, scores)
+        if self.hook_pattern.fns:
+            pattern = F.softmax(scores.float(), dim=-1).type_as(q)                   # (batch, n_sel, rows, keys)
+            self._read_only(self.hook_pattern, pattern)
+
+    @staticmethod
+    def _read_only(point: HookPoint, x: torch.Tensor) -> None:
+        if point(x) is not x:
+            raise ValueError(f"a hook on {point.name} returned a replacement, but with pattern_heads or "
+                             "pattern_rows the pattern is read-only (the output comes from the fused kernel); "
+                             "hook the full pattern, without a selection, to edit it")
 
     def fused_attention(self, q, k, v, span: AttentionSpan) -> torch.Tensor:
         """The same computation in one fused kernel that never stores the (q, keys) matrix."""

@@ -1,12 +1,14 @@
 """The whole model: embed, 32 blocks, final norm, output head. Names match consolidated.safetensors."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..hooks import ActivationCache, HookPoint, attached, hook_points, resolve_names
-from .attention import AttentionSpan
+from ..hooks import ActivationCache, HookPoint, attached, check_index, hook_points, resolve_names
+from .attention import AttentionSpan, PatternSelection
 from .block import TransformerBlock
 from .rmsnorm import RMSNorm
 from .rope import rope_rotations
@@ -81,18 +83,93 @@ class Transformer(nn.Module):
         """Every hook point name, in the order the forward pass reaches them."""
         return list(hook_points(self))
 
-    def hooks(self, pairs):
-        """Context manager: attach [(name_or_predicate, fn)]; fn(tensor, hook) returns a tensor or None."""
-        return attached(self, pairs)
+    @contextmanager
+    def hooks(self, pairs, pattern_heads: dict | None = None, pattern_rows=None):
+        """Context manager: attach [(name_or_predicate, fn)]; fn(tensor, hook) returns a tensor or None.
 
-    def run_with_cache(self, tokens: torch.Tensor, names=None, **forward_kwargs):
-        """Run forward and keep the activations named (a list, a predicate, or None for all)."""
+        pattern_heads ({layer: [heads]}) and pattern_rows (a slice or list of query rows) make the
+        scores and pattern hooks see only those heads and rows, computed beside the fused kernel, so
+        reading a few heads of a 32k context never builds 32 heads x 32k x 32k numbers. Such hooks are
+        read-only; a scores or pattern hook on a layer that pattern_heads leaves out is an error.
+        """
+        selections = self.pattern_selections(pattern_heads, pattern_rows)
+        with attached(self, pairs):
+            try:
+                for layer, selection in selections.items():
+                    self.layers[layer].attention.pattern_selection = selection
+                if pattern_heads is not None:
+                    self._check_unselected_layers_unhooked(selections)
+                yield self
+            finally:
+                for layer in selections:
+                    self.layers[layer].attention.pattern_selection = None
+
+    def pattern_selections(self, pattern_heads: dict | None, pattern_rows) -> dict[int, PatternSelection]:
+        """Validate pattern_heads / pattern_rows and turn them into one PatternSelection per layer."""
+        if pattern_heads is None and pattern_rows is None:
+            return {}
+        rows = _check_rows(pattern_rows)
+        if pattern_heads is None:
+            return {layer: PatternSelection(None, rows) for layer in range(self.cfg.n_layers)}
+        if not isinstance(pattern_heads, dict):
+            raise TypeError(f"pattern_heads must be a dict {{layer: [heads]}}, e.g. {{3: [0, 5]}}; got {pattern_heads!r}")
+        selections = {}
+        for layer, heads in pattern_heads.items():
+            layer = check_index(layer, self.cfg.n_layers, "layer")
+            heads = [heads] if isinstance(heads, int) else list(heads)
+            if not heads:
+                raise ValueError(f"pattern_heads[{layer}] is empty; leave the layer out instead")
+            heads = tuple(check_index(h, self.cfg.n_heads, "head") for h in heads)
+            selections[layer] = PatternSelection(heads, rows)
+        return selections
+
+    def _check_unselected_layers_unhooked(self, selections: dict[int, PatternSelection]) -> None:
+        for i, layer in enumerate(self.layers):
+            if i not in selections and layer.attention.wants_pattern:
+                raise ValueError(f"layer {i} has a scores or pattern hook, but pattern_heads does not list it; "
+                                 f"add it (e.g. pattern_heads={{{i}: [0]}}) or hook only the listed layers")
+
+    def run_with_cache(self, tokens: torch.Tensor, names=None, pattern_heads: dict | None = None,
+                       pattern_rows=None, device=None, **forward_kwargs):
+        """Run forward and keep the activations named (a list, a predicate, or None for all).
+
+        pattern_heads / pattern_rows: keep the scores and pattern of those heads and query rows only
+        (see hooks()); with pattern_heads, layers it leaves out keep no pattern. The cache's
+        pattern(layer, head) finds a head in either case. device: where to keep the captured
+        tensors (e.g. "cpu" to spare GPU memory).
+        """
         store: dict[str, torch.Tensor] = {}
 
         def keep(tensor, hook):
-            store[hook.name] = tensor.detach()
+            store[hook.name] = tensor.detach().to(device) if device is not None else tensor.detach()
 
+        selections = self.pattern_selections(pattern_heads, pattern_rows)
         selected = resolve_names(hook_points(self), names)
-        with self.hooks([(name, keep) for name in selected]):
+        if pattern_heads is not None and (names is None or callable(names)):
+            selected = [n for n in selected if not _is_pattern_name(n) or _layer_of(n) in selections]
+        head_index = {n: selections[_layer_of(n)].heads for n in selected
+                      if _is_pattern_name(n) and _layer_of(n) in selections
+                      and selections[_layer_of(n)].heads is not None}
+        with self.hooks([(name, keep) for name in selected], pattern_heads, pattern_rows):
             logits = self(tokens, **forward_kwargs)
-        return logits, ActivationCache(store, self.cfg.n_layers)
+        return logits, ActivationCache(store, self.cfg.n_layers, head_index)
+
+
+def _is_pattern_name(name: str) -> bool:
+    return name.endswith(("attention.hook_pattern", "attention.hook_attn_scores"))
+
+
+def _layer_of(name: str) -> int:
+    return int(name.split(".")[1])
+
+
+def _check_rows(rows):
+    """pattern_rows as a slice or a list of ints (an int keeps its row as a length-1 axis)."""
+    if rows is None or isinstance(rows, slice):
+        return rows
+    if isinstance(rows, int):
+        return slice(rows, rows + 1 if rows != -1 else None)
+    if isinstance(rows, (list, tuple, range)) and rows and all(isinstance(r, int) for r in rows):
+        return list(rows)
+    raise TypeError(f"pattern_rows must be a slice (e.g. slice(-1, None) for the last query), an int or a "
+                    f"non-empty list of ints; got {rows!r}")

@@ -1,0 +1,143 @@
+"""What idle hook points cost: the model as shipped vs the same forward with every HookPoint call bypassed.
+
+A fair comparison needs the same weights, the same inputs and the same kernels on both sides, so the
+bypassed side is `forward_without_hooks` below: Transformer.forward written out again with the hook
+calls deleted and nothing else changed. The script first checks both give bit-identical logits, then
+times them alternately (A, B, A, B, ...) after a warm-up and compares medians, so drift in clock speed
+or cache state hits both sides alike. Prefill and single-token decode (with the KV cache, where the
+Python cost of a hook point weighs most) are timed separately.
+
+    python benchmarks/hook_overhead.py                        # embedded default's shape, CPU
+    python benchmarks/hook_overhead.py --config 7b --device cuda --dtype bfloat16   # real shape, random weights
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import mistral_edu as me
+from mistral_edu.hooks import hook_points
+from mistral_edu.model.attention import AttentionSpan
+from mistral_edu.model.rope import apply_rope, rope_rotations
+
+
+def rms_norm_without_hooks(norm, x):
+    x32 = x.float()                                                                   # (batch, seq, dim)
+    normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + norm.eps)
+    return normed.type_as(x) * norm.weight                                           # (batch, seq, dim)
+
+
+def attention_without_hooks(attn, x, rotations, span, cache, layer):
+    batch, seq, _ = x.shape
+    q = attn.wq(x).view(batch, seq, attn.n_heads, attn.head_dim)                      # (batch, seq, n_heads, head_dim)
+    k = attn.wk(x).view(batch, seq, attn.n_kv_heads, attn.head_dim)                   # (batch, seq, n_kv_heads, head_dim)
+    v = attn.wv(x).view(batch, seq, attn.n_kv_heads, attn.head_dim)                   # (batch, seq, n_kv_heads, head_dim)
+    q, k = apply_rope(q, rotations), apply_rope(k, rotations)
+    if cache is not None:
+        k, v = cache.update(layer, k, v)                                              # (batch, keys, n_kv_heads, head_dim)
+    z = attn.fused_attention(q, k, v, span)                                           # (batch, seq, n_heads, head_dim)
+    return attn.wo(z.reshape(batch, seq, attn.n_heads * attn.head_dim))              # (batch, seq, dim)
+
+
+def forward_without_hooks(model, tokens, cache=None):
+    """Transformer.forward minus its HookPoint calls: the 'no hooks at all' side of the comparison."""
+    seq = tokens.shape[1]
+    span = AttentionSpan(0, seq, 0, seq, model.cfg.sliding_window) if cache is None else cache.span(seq)
+    positions = torch.arange(span.q_start, span.q_start + seq, device=tokens.device)
+    rotations = rope_rotations(positions, model.cfg.head_dim, model.cfg.rope_theta)  # (seq, head_dim/2)
+    h = model.tok_embeddings(tokens)                                                  # (batch, seq, dim)
+    for block in model.layers:
+        a = attention_without_hooks(block.attention, rms_norm_without_hooks(block.attention_norm, h),
+                                    rotations, span, cache, block.layer)
+        h = h + a                                                                     # (batch, seq, dim)
+        x = rms_norm_without_hooks(block.ffn_norm, h)
+        ff = block.feed_forward
+        h = h + ff.w2(F.silu(ff.w1(x)) * ff.w3(x))                                    # (batch, seq, dim)
+    if cache is not None:
+        cache.advance(seq)
+    return model.output(rms_norm_without_hooks(model.norm, h)).float()               # (batch, seq, vocab)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_alternately(fn_a, fn_b, device, repeats: int, warmup: int = 3) -> tuple[list[float], list[float]]:
+    """Seconds per call of each, measured A, B, A, B, ... so both see the same machine state."""
+    for _ in range(warmup):
+        fn_a(), fn_b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for fn, times in ((fn_a, times_a), (fn_b, times_b)):
+            sync(device)
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return times_a, times_b
+
+
+def decode_steps(forward, model, prompt, steps: int):
+    """A function running `steps` single-token forwards after a prefilled prompt, restartable."""
+    cache = me.KVCache.for_model(model, max_seq_len=prompt.shape[1] + steps)
+    forward(model, prompt, cache)
+    token = prompt[:, -1:]
+
+    def run():
+        cache.pos = prompt.shape[1]
+        for _ in range(steps):
+            forward(model, token, cache)
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", choices=["tiny", "7b"], default="tiny")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--seq", type=int, default=128, help="prompt length for prefill")
+    parser.add_argument("--decode-steps", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads (1 keeps a shared machine quiet)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = me.ModelConfig.tiny() if args.config == "tiny" else me.ModelConfig.mistral_7b_instruct_v02()
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = me.Transformer(cfg).to(dtype).eval()
+    prompt = torch.randint(0, cfg.vocab_size, (1, args.seq), device=device)
+    n_points = len(hook_points(model))
+
+    def hooked(m, t, cache=None):
+        return m(t, cache=cache)
+
+    def bypassed(m, t, cache=None):
+        return forward_without_hooks(m, t, cache)
+
+    with torch.no_grad():
+        same = torch.equal(hooked(model, prompt), bypassed(model, prompt))
+        print(f"{args.config} on {device} in {dtype}: {n_points} idle hook points; "
+              f"logits bit-identical to the bypassed forward: {same}")
+        rows = [("prefill", f"1 x {args.seq} tokens",
+                 time_alternately(lambda: hooked(model, prompt), lambda: bypassed(model, prompt),
+                                  device, args.repeats)),
+                ("decode", f"{args.decode_steps} steps after {args.seq}",
+                 time_alternately(decode_steps(hooked, model, prompt, args.decode_steps),
+                                  decode_steps(bypassed, model, prompt, args.decode_steps),
+                                  device, args.repeats))]
+    print(f"{'pass':8} {'work':24} {'hook points idle':>17} {'bypassed':>12} {'overhead':>9}")
+    for name, work, (with_points, without) in rows:
+        a, b = statistics.median(with_points), statistics.median(without)
+        print(f"{name:8} {work:24} {a * 1e3:14.3f} ms {b * 1e3:9.3f} ms {100 * (a / b - 1):+8.2f}%")
+    print(f"(medians of {args.repeats} alternating runs each)")
+
+
+if __name__ == "__main__":
+    main()
