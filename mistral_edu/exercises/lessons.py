@@ -113,3 +113,67 @@ def check_bytes_to_text(fn) -> Verdict:
                           "bytes([...]) and .decode('utf-8'); a single byte of a multi-byte character "
                           "is not a character on its own",
                           "four pieces, one emoji: bytes are reassembled before they become text")
+
+
+# ----------------------------------------------------------------------------- 02 embeddings and RMSNorm
+
+def _rms_norm_reference(x, weight, eps):
+    x32 = x.float()
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * weight
+
+
+def check_rms_norm(fn) -> Verdict:
+    """Exercise 02.1: rms_norm(x, weight, eps) equal to the package's RMSNorm, float32 inside."""
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 16, generator=g) * 3 + 1                  # a mean away from zero tells LayerNorm apart
+    weight = torch.rand(16, generator=g) + 0.5
+    tiny = torch.full((1, 1, 8), 1e-3)                                # eps matters when the RMS is this small
+    cases = [((x, weight, 1e-5), _rms_norm_reference(x, weight, 1e-5)),
+             ((tiny, torch.ones(8), 1e-5), _rms_norm_reference(tiny, torch.ones(8), 1e-5))]
+    hint = ("x / sqrt(mean(x**2 over the last dim) + eps) * weight: keepdim=True, no mean subtracted, eps inside "
+            "the square root; compute in float32 and cast back with .type_as(x) before multiplying by weight")
+    mean_removed = x - x.mean(-1, keepdim=True)
+    diagnosis = {
+        "LayerNorm (it subtracts the mean)":
+            (mean_removed * torch.rsqrt(mean_removed.pow(2).mean(-1, keepdim=True) + 1e-5)) * weight,
+        "a norm without the gain (weight)": _rms_norm_reference(x, torch.ones(16), 1e-5),
+    }
+    try:
+        got = fn(x, weight, 1e-5)
+    except Exception:  # reported by check_function below
+        got = None
+    for mistake, wrong in diagnosis.items():
+        if compare_tensors(got, wrong) is None:
+            return report(False, f"this looks like {mistake}.\n  hint: {hint}")
+    if not check_function(fn, cases, hint, None, atol=1e-5):
+        return Verdict(False)
+    xb, wb = x.bfloat16(), weight.bfloat16()
+    try:
+        got = fn(xb, wb, 1e-5)
+    except Exception as err:  # a learner's bug is reported, never raised
+        return report(False, f"with bfloat16 input your function raised {type(err).__name__}: {err}.\n  hint: {hint}")
+    if not isinstance(got, torch.Tensor) or got.dtype != torch.bfloat16:
+        return report(False, f"bfloat16 in should give bfloat16 out, got {getattr(got, 'dtype', type(got))}.\n"
+                             f"  hint: cast the normalised float32 result back with .type_as(x)")
+    problem = compare_tensors(got, _rms_norm_reference(xb, wb, 1e-5), atol=0.05, rtol=0.02)
+    if problem:
+        return report(False, f"bfloat16 case: {problem}.\n  hint: {hint}")
+    return report(True, "your RMSNorm equals the package's, in float32 and in bfloat16")
+
+
+def check_normalized_length(answer) -> Verdict:
+    """Exercise 02.2: the L2 length of RMSNorm's output (gain 1) for the real model's dim."""
+    expected = math.sqrt(REAL.dim)
+
+    def verify(x):
+        x = float(x)
+        if math.isclose(x, expected, rel_tol=1e-3):
+            return None
+        if math.isclose(x, 1.0):
+            return "1 is the root-mean-square of the output; its length (L2 norm) is larger"
+        if math.isclose(x, REAL.dim):
+            return "4096 is the squared length"
+        return f"{x:.4g} is not it"
+
+    return check(answer, verify, "mean(y**2) = 1, so sum(y**2) = dim; the length is the square root of that sum",
+                 f"every normalised vector lies on the sphere of radius sqrt({REAL.dim}) = {expected:.0f}")

@@ -138,3 +138,75 @@ def vocabulary_chart(tok):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- 02: embeddings and RMSNorm
+
+def vectors_heatmap(vectors: torch.Tensor, labels, title: str, max_dims: int = 64):
+    """Rows of vectors (e.g. one embedding per token) as a heatmap of their first max_dims channels."""
+    data = vectors[:, :max_dims].float().cpu().numpy()                     # (rows, max_dims)
+    limit = float(np.abs(data).max()) or 1.0
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(labels) + 1.2))
+    image = ax.imshow(data, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+    ax.set_yticks(range(len(labels)), labels, fontfamily="monospace", fontsize=8)
+    ax.set_xlabel(f"channel (first {data.shape[1]} of {vectors.shape[1]})")
+    ax.grid(False)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.03)
+    fig.tight_layout()
+    return fig
+
+
+def norms_by_layer_figure(norms: torch.Tensor, labels, title: str):
+    """norms: (points, positions) — the residual stream's length at each point, one line per position."""
+    data = norms.float().cpu().numpy()
+    fig, ax = plt.subplots(figsize=(7, 3.3))
+    for j in range(data.shape[1]):
+        ax.plot(range(data.shape[0]), data[:, j], marker="o", markersize=3, label=labels[j])
+    ax.set_xticks(range(data.shape[0]))
+    ax.set_xticklabels(["embed"] + [str(i) for i in range(data.shape[0] - 1)], fontsize=8)
+    ax.set_xlabel("after block")
+    ax.set_ylabel("‖h‖ (L2 norm)")
+    ax.set_yscale("log")
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def accumulation_error_figure(dims, errors: dict):
+    """errors: label -> relative errors of mean(x^2), one per dim; log-log."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.3))
+    for (label, values), marker in zip(errors.items(), "os^v"):
+        ax.plot(dims, values, marker=marker, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("vector length (dim)")
+    ax.set_ylabel("relative error of mean(x²)")
+    ax.axvline(4096, color="grey", linestyle=":", linewidth=1)
+    ax.text(4096, ax.get_ylim()[1], " Mistral 7B", fontsize=8, va="top")
+    ax.set_title("Why RMSNorm takes its statistic in float32")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def norm_gains_figure(model):
+    """Every RMSNorm gain of a model: per layer, the median and the 5-95% range across channels."""
+    layers = range(model.cfg.n_layers)
+    fig, ax = plt.subplots(figsize=(7, 3.3))
+    for attr, colour in (("attention_norm", "#4e79a7"), ("ffn_norm", "#e15759")):
+        gains = torch.stack([getattr(model.layers[i], attr).weight.detach().float().cpu() for i in layers])
+        low, mid, high = (torch.quantile(gains, q, dim=1).numpy() for q in (0.05, 0.5, 0.95))
+        ax.plot(layers, mid, marker="o", markersize=3, color=colour, label=f"{attr} (median)")
+        ax.fill_between(layers, low, high, color=colour, alpha=0.2, label=f"{attr} (5-95%)")
+    final = model.norm.weight.detach().float().cpu()
+    ax.errorbar([model.cfg.n_layers], [final.median().item()], fmt="s", color="black",
+                yerr=[[final.median().item() - torch.quantile(final, 0.05).item()],
+                      [torch.quantile(final, 0.95).item() - final.median().item()]], label="final norm")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("gain g")
+    ax.set_title(f"RMSNorm gains, {model.cfg.dim} channels each")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
