@@ -42,12 +42,20 @@ def peak_rss() -> int:
 
 # ----------------------------------------------------------------------------- writing the checkpoint
 
+# Drawing 7.2 billion normal numbers twice takes minutes on two cores; instead each tensor is a window
+# of one pool of random bf16 values, repeated. The pool's length is prime, so every row of every
+# matrix starts at a different place in it: the values are random-looking, and memory does not care.
+POOL = (torch.randn(16_777_259, generator=torch.Generator().manual_seed(0)) * 0.02).to(torch.bfloat16)
+
+
 def synthetic_tensor(name: str, shape: tuple[int, ...], index: int) -> torch.Tensor:
-    """Random bf16 with std 0.02 (norm weights: ones), reproducible per tensor from its index."""
+    """Random-looking bf16 with std 0.02 (norm weights: ones), reproducible per tensor from its index."""
     if len(shape) == 1:
         return torch.ones(shape, dtype=torch.bfloat16)
-    generator = torch.Generator().manual_seed(1000 + index)
-    return (torch.randn(shape, generator=generator) * 0.02).to(torch.bfloat16)
+    n = math.prod(shape)
+    start = (7919 * index) % len(POOL)
+    repeats = math.ceil((start + n) / len(POOL))
+    return POOL.repeat(repeats)[start:start + n].reshape(shape)
 
 
 def write_checkpoints(root: Path) -> tuple[Path, Path]:
@@ -117,6 +125,19 @@ def child(strategy: str, folder: str, logits_out: str) -> None:
                       "rss_peak": peak_rss()}))
 
 
+def wait_for_memory(strategy: str, patience_s: float) -> None:
+    """The machine's RAM is shared: wait (up to patience_s) until load_model's fit check would pass."""
+    from mistral_edu import ModelConfig
+    from mistral_edu.memory import free_memory, strategy_bytes
+
+    need = sum(strategy_bytes(ModelConfig.mistral_7b_instruct_v02(), strategy, "bf16").values())
+    deadline = time.monotonic() + patience_s
+    while free_memory("cpu")[0] < need and time.monotonic() < deadline:
+        print(f"waiting for {need / GB:.1f} GB of free RAM for '{strategy}' "
+              f"({free_memory('cpu')[0] / GB:.1f} GB free now)", flush=True)
+        time.sleep(30)
+
+
 def measure(strategy: str, folder: Path, logits_out: Path) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", strategy, str(folder), str(logits_out)],
                           capture_output=True, text=True)
@@ -130,6 +151,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", help="where to write the 29 GB of checkpoints (default: the temp folder)")
     parser.add_argument("--keep", action="store_true", help="leave the checkpoints on disk")
+    parser.add_argument("--wait", type=float, default=1800, help="seconds to wait for free RAM before each run")
     args = parser.parse_args()
 
     from mistral_edu.memory import weight_bytes
@@ -156,6 +178,7 @@ def main() -> None:
         rows = []
         for what, strategy, folder, aim in runs:
             out = root / f"logits_{strategy}_{folder.name}.pt"
+            wait_for_memory(strategy, args.wait)
             result = measure(strategy, folder, out)
             rows.append((what, strategy, folder.name, aim, result, out))
         reference = torch.load(root / "logits_full_mistral.pt") if (root / "logits_full_mistral.pt").exists() else None
