@@ -2,3 +2,8 @@
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, induction_score, induction_scores, previous_token_score,
                     previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
+from .ablation import (ablate_heads, ablate_layer, head_ablation_effects, head_ablation_hooks,
+                       layer_ablation_hooks)
+from .attribution import LogitAttribution, direct_logit_attribution
+from .logit_lens import LogitLens, logit_lens
+from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
