@@ -5,6 +5,7 @@ from typing import Callable
 
 import torch
 
+from .fast_decode import FastDecoder, fast_path_applies
 from .kv_cache import KVCache
 
 
@@ -37,10 +38,12 @@ def _check_settings(max_new_tokens, temperature, top_p):
 @torch.no_grad()
 def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
              seed: int | None = None, stream: Callable[[int], None] | None = None,
-             stop_at_eos: bool = True, eos_id: int = 2) -> list[int]:
+             stop_at_eos: bool = True, eos_id: int = 2, fast: bool = True) -> list[int]:
     """New token ids after prompt_tokens (a list of ids), using the KV cache; stops after EOS.
 
     stream(token_id) is called as each token is chosen, for printing while generating.
+    fast=True takes fast_decode.py's path (static cache, fused matmuls, a CUDA graph on GPUs) unless a
+    hook is attached; fast=False always runs model.forward, the path the notebooks explain.
     """
     _check_settings(max_new_tokens, temperature, top_p)
     prompt = torch.as_tensor(list(prompt_tokens), dtype=torch.long, device=model.device)[None]  # (1, prompt)
@@ -53,19 +56,37 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(seed)
-    cache = KVCache.for_model(model, batch=1, max_seq_len=total)
     new: list[int] = []
     if max_new_tokens == 0:
         return new
-    logits = model(prompt, cache=cache, last_only=True)                          # (1, 1, vocab)
+    model.check_tokens(prompt)
+    if fast and fast_path_applies(model, total):
+        decoder = FastDecoder.for_model(model, total)
+    else:
+        decoder = PlainDecoder(model, total)
+    logits = decoder.prefill(prompt)                                             # (1, vocab)
     while True:
-        token = int(sample_next(logits[:, -1], temperature, top_p, generator))
+        token = int(sample_next(logits, temperature, top_p, generator))
         new.append(token)
         if stream is not None:
             stream(token)
         if (stop_at_eos and token == eos_id) or len(new) == max_new_tokens:
             return new
-        logits = model(torch.tensor([[token]], device=model.device), cache=cache)  # (1, 1, vocab)
+        logits = decoder.decode(token)                                           # (1, vocab)
+
+
+class PlainDecoder:
+    """The readable path: model.forward through a KVCache, so every hook sees every step."""
+
+    def __init__(self, model, total_len: int):
+        self.model = model
+        self.cache = KVCache.for_model(model, batch=1, max_seq_len=total_len)
+
+    def prefill(self, prompt: torch.Tensor) -> torch.Tensor:
+        return self.model(prompt, cache=self.cache, last_only=True)[:, -1]                    # (1, vocab)
+
+    def decode(self, token: int) -> torch.Tensor:
+        return self.model(torch.tensor([[token]], device=self.model.device), cache=self.cache)[:, -1]
 
 
 def chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,
