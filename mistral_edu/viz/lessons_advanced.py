@@ -258,3 +258,53 @@ def figure_png(fig) -> bytes:
     fig.savefig(buffer, format="png", dpi=72)
     plt.close(fig)
     return buffer.getvalue()
+
+
+# ----------------------------------------------------------------------------- 09: residual stream and circuits
+
+def residual_norms_chart(norms: torch.Tensor, labels: list[str]):
+    """Norm of the residual stream after each layer (rows) at each position (lines)."""
+    norms = norms.float().cpu()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for position in range(norms.shape[1]):
+        ax.plot(range(norms.shape[0]), norms[:, position].numpy(), color=plt.cm.viridis(position / max(1, norms.shape[1] - 1)),
+                alpha=0.8, label=labels[position] if position in (0, norms.shape[1] - 1) else None)
+    ax.set_xticks(range(norms.shape[0]), ["embed"] + [str(i) for i in range(norms.shape[0] - 1)], fontsize=8)
+    ax.set_xlabel("after layer")
+    ax.set_ylabel("‖residual‖₂")
+    ax.set_yscale("log")
+    ax.set_title("The residual stream grows layer by layer (one line per position)")
+    ax.legend(fontsize=8, title="position", title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def logit_lens_chart(probs: torch.Tensor, top_labels: list[str], final_label: str):
+    """Probability of the model's final answer read off each layer (the logit lens), with each layer's top token."""
+    probs = probs.float().cpu()
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    ax.plot(range(len(probs)), probs.numpy(), "o-", color="#4e79a7")
+    for layer, label in enumerate(top_labels):
+        ax.annotate(label, (layer, float(probs[layer])), textcoords="offset points", xytext=(0, 6), ha="center",
+                    fontsize=7, rotation=45)
+    ax.set_xticks(range(len(probs)), ["embed"] + [str(i) for i in range(len(probs) - 1)], fontsize=8)
+    ax.set_xlabel("read after layer (labels: that layer's top token)")
+    ax.set_ylabel(f"p({final_label})")
+    ax.set_ylim(0, max(0.05, float(probs.max()) * 1.3))
+    ax.set_title("Logit lens: when does the final answer appear?")
+    fig.tight_layout()
+    return fig
+
+
+def loss_by_position_chart(losses: dict[str, torch.Tensor], period: int):
+    """Per-position next-token loss on a repeated random sequence; the repeat starts after `period` tokens."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for label, loss in losses.items():
+        ax.plot(range(1, len(loss) + 1), loss.float().cpu().numpy(), label=label)
+    ax.axvline(period + 0.5, color="black", linestyle=":", label="the repeat begins")
+    ax.set_xlabel("position of the predicted token")
+    ax.set_ylabel("loss (nats)")
+    ax.set_title("In-context copying: the second copy is predictable")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
