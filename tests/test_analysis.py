@@ -29,7 +29,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model():
-    return randomize_(me.Transformer(CFG), seed=4).eval()
+    return randomize_(me.Transformer(CFG), seed=4).eval().requires_grad_(False)
 
 
 @pytest.fixture(scope="module")
