@@ -8,10 +8,11 @@ is reading all the weights once per forward pass (for generation: once per token
 """
 from __future__ import annotations
 
+import math
+import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,9 +34,12 @@ class TensorOnDisk:
         """Map the bytes (no read until used) and move or cast them to device and dtype."""
         from .weights import unpermute_from_hf
 
-        nbytes = int(np.prod(self.shape)) * torch.empty(0, dtype=self.stored_dtype).element_size()
-        raw = np.memmap(self.path, dtype=np.uint8, mode="c", offset=self.offset, shape=(nbytes,))
-        tensor = torch.from_numpy(raw).view(self.stored_dtype).reshape(self.shape)
+        nbytes = math.prod(self.shape) * torch.empty(0, dtype=self.stored_dtype).element_size()
+        start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY  # mappings start on a page boundary
+        with open(self.path, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), self.offset - start + nbytes, offset=start, access=mmap.ACCESS_COPY)
+        raw = torch.frombuffer(mapped, dtype=torch.uint8, offset=self.offset - start, count=nbytes)
+        tensor = raw.view(self.stored_dtype).reshape(self.shape)  # unmapped when the last view is freed
         if self.hf_heads is not None:
             tensor = unpermute_from_hf(tensor, self.hf_heads)
         return tensor.to(device=device, dtype=dtype)
