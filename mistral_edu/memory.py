@@ -475,7 +475,7 @@ def free_memory(device) -> tuple[int, str]:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return free, f"torch.cuda.mem_get_info({device})"
-    if device.type == "cpu":
+    if device.type in ("cpu", "mps"):  # Apple's GPU shares the machine's RAM
         try:
             with open("/proc/meminfo") as f:
                 for line in f:
