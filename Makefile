@@ -31,7 +31,7 @@ test: $(INSTALLED)
 notebooks: $(INSTALLED)
 	for nb in notebooks/[0-9]*.ipynb; do \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
-			--ExecutePreprocessor.kernel_name=python3 --ExecutePreprocessor.store_widget_state=False "$$nb" || exit 1; \
+			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 	done
 
 # Not part of `make test`: writes a 29 GB synthetic full-size checkpoint (needs 30+ GB of free disk

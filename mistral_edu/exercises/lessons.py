@@ -177,3 +177,73 @@ def check_normalized_length(answer) -> Verdict:
 
     return check(answer, verify, "mean(y**2) = 1, so sum(y**2) = dim; the length is the square root of that sum",
                  f"every normalised vector lies on the sphere of radius sqrt({REAL.dim}) = {expected:.0f}")
+
+
+# ----------------------------------------------------------------------------- 03 RoPE
+
+def rope_rotate_half_reference(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
+    """Hugging Face's RoPE: pairs (i, i + d/2), x cos + rotate_half(x) sin; x is (seq, head_dim)."""
+    d = x.shape[-1]
+    inv_freq = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)           # (d/2,)
+    angles = torch.outer(positions.float(), inv_freq)                       # (seq, d/2)
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()  # (seq, d)
+    rotated_half = torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)        # (seq, d)
+    return x * cos + rotated_half * sin
+
+
+def check_rope_rotate_half(fn) -> Verdict:
+    """Exercise 03.1: the rotate-half form of RoPE, fn(x, positions, theta) with x (seq, head_dim)."""
+    from ..model.rope import apply_rope, rope_rotations
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 16, generator=g)
+    positions = torch.tensor([0, 1, 2, 7, 100, 5000])
+    hint = ("pair channel i with channel i + d/2: angles = positions[:, None] * theta ** (-arange(0, d, 2) / d), "
+            "repeated twice along the last dim; return x * cos + rotate_half(x) * sin with "
+            "rotate_half(x) = cat([-x[..., d/2:], x[..., :d/2]])")
+    try:
+        got = fn(x, positions, 1e6)
+    except Exception:  # check_function below reports it
+        got = None
+    interleaved = apply_rope(x[None, :, None, :], rope_rotations(positions, 16, 1e6))[0, :, 0]
+    unsigned = _rope_no_minus(x, positions, 1e6)
+    if isinstance(got, torch.Tensor) and compare_tensors(got, interleaved) is None:
+        return report(False, "that is Mistral's interleaved pairing (2i, 2i+1), the complex form; the rotate-half "
+                             f"form pairs i with i + d/2.\n  hint: {hint}")
+    if isinstance(got, torch.Tensor) and compare_tensors(got, unsigned) is None:
+        return report(False, f"rotate_half needs a minus sign on the second half before swapping.\n  hint: {hint}")
+    cases = [((x, positions, 1e6), rope_rotate_half_reference(x, positions, 1e6)),
+             ((x, positions, 1e4), rope_rotate_half_reference(x, positions, 1e4))]
+    return check_function(fn, cases, hint, "rotate-half RoPE, as Hugging Face's modeling_mistral computes it",
+                          atol=1e-4)
+
+
+def _rope_no_minus(x, positions, theta):
+    d = x.shape[-1]
+    inv_freq = 1.0 / theta ** (torch.arange(0, d, 2).float() / d)
+    angles = torch.outer(positions.float(), inv_freq)
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+    return x * cos + torch.cat([x[..., d // 2:], x[..., :d // 2]], -1) * sin
+
+
+def check_wavelength(fn) -> Verdict:
+    """Exercise 03.2: wavelength(i, head_dim, theta), in tokens, of RoPE pair i."""
+    hint = ("pair i turns by theta ** (-2 * i / head_dim) radians per token; a full turn is 2 * pi radians, "
+            "so the wavelength is 2 * pi / that frequency")
+    mistakes = {lambda i, d, t: t ** (2 * i / d): "that is 1 / frequency: a full turn is 2 * pi radians, not 1",
+                lambda i, d, t: t ** (-2 * i / d): "that is the frequency (radians per token), not the wavelength",
+                lambda i, d, t: 2 * math.pi * t ** (i / d): "the exponent is 2i / head_dim: pair i holds channels 2i and 2i+1"}
+    for i in (0, 1, 32, 63):
+        for theta in (1e4, 1e6):
+            expected = 2 * math.pi * theta ** (2 * i / 128)
+            try:
+                got = fn(i, 128, theta)
+            except Exception as err:  # a learner's bug is reported, never raised
+                return report(False, f"wavelength({i}, 128, {theta:g}) raised {type(err).__name__}: {err}.\n  hint: {hint}")
+            if got is None:
+                return report(False, f"hint: {hint}")
+            if not math.isclose(float(got), expected, rel_tol=1e-5):
+                why = next((text for wrong, text in mistakes.items() if math.isclose(float(got), wrong(i, 128, theta),
+                                                                                     rel_tol=1e-5)),
+                           f"wavelength({i}, 128, {theta:g}) returned {float(got):.6g}, expected {expected:.6g}")
+                return report(False, f"{why}.\n  hint: {hint}")
+    return report(True, "pair 0 turns every 6.3 tokens; pair 63 of theta 1e6 takes about 5 million")

@@ -210,3 +210,116 @@ def norm_gains_figure(model):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- 03: RoPE
+
+def rotation_figure(vector=(1.0, 0.3), step: float = math.pi / 8, positions: int = 6):
+    """One pair of channels rotated by position * step: the same arrow, turned further for later tokens."""
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    colours = plt.cm.viridis(np.linspace(0, 0.9, positions))
+    for m in range(positions):
+        angle = m * step
+        x = vector[0] * math.cos(angle) - vector[1] * math.sin(angle)
+        y = vector[0] * math.sin(angle) + vector[1] * math.cos(angle)
+        ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colours[m], lw=2))
+        ax.text(x * 1.12, y * 1.12, f"m={m}", fontsize=8, ha="center", va="center", color=colours[m])
+    limit = 1.3 * math.hypot(*vector)
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    ax.set_xlabel("channel 2i")
+    ax.set_ylabel("channel 2i+1")
+    ax.set_title(f"A pair rotated by m x {step:.3f} rad")
+    fig.tight_layout()
+    return fig
+
+
+def wavelengths_figure(head_dim: int, thetas=(1e4, 1e6), contexts=(4096, 32768)):
+    """Wavelength 2*pi/freq of every RoPE pair, in tokens, for several bases."""
+    from ..model.rope import rope_inverse_frequencies
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for theta, marker in zip(thetas, "os^"):
+        wavelengths = (2 * math.pi / rope_inverse_frequencies(head_dim, theta)).numpy()
+        ax.plot(range(head_dim // 2), wavelengths, marker=marker, markersize=3, label=f"theta = {theta:.0e}")
+    for context, style in zip(contexts, (":", "--")):
+        ax.axhline(context, color="grey", linestyle=style, linewidth=1)
+        ax.text(0, context * 1.15, f"{context:,} tokens", fontsize=8, color="grey")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"pair index i (head_dim {head_dim} -> {head_dim // 2} pairs)")
+    ax.set_ylabel("wavelength (tokens)")
+    ax.set_title("RoPE wavelengths: one full turn every ... tokens")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def score_grid_figure(scores: torch.Tensor, by_distance: torch.Tensor):
+    """scores (positions, positions) of one rotated q and k at every pair of positions, and score vs distance."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.5))
+    image = ax1.imshow(scores.numpy(), cmap="RdBu_r", interpolation="nearest")
+    ax1.set_xlabel("key position n")
+    ax1.set_ylabel("query position m")
+    ax1.set_title("q_m . k_n: constant along diagonals")
+    ax1.grid(False)
+    fig.colorbar(image, ax=ax1, fraction=0.046)
+    ax2.plot(by_distance.numpy())
+    ax2.set_xscale("symlog")
+    ax2.set_xlabel("distance m - n (tokens)")
+    ax2.set_ylabel("q . k (same q = k = ones)")
+    ax2.set_title("...and slowly decaying with distance")
+    fig.tight_layout()
+    return fig
+
+
+def draw_rope_pair(ax, q_pair, k_pair, m: int, n: int, freq: float) -> None:
+    """Draw one pair of channels of q (rotated by m*freq) and k (rotated by n*freq) in the plane."""
+    ax.clear()
+    for vec, pos, colour, name in ((q_pair, m, "#e15759", "q"), (k_pair, n, "#4e79a7", "k")):
+        angle = pos * freq
+        x = vec[0] * math.cos(angle) - vec[1] * math.sin(angle)
+        y = vec[0] * math.sin(angle) + vec[1] * math.cos(angle)
+        ax.annotate("", xy=(vec[0], vec[1]), xytext=(0, 0),
+                    arrowprops=dict(arrowstyle="->", color=colour, lw=1, alpha=0.35, linestyle="--"))
+        ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=colour, lw=2.5))
+        ax.text(x * 1.15, y * 1.15, f"{name} at {pos}", color=colour, ha="center", fontsize=9)
+    limit = 1.35 * max(math.hypot(*q_pair), math.hypot(*k_pair))
+    ax.set_xlim(-limit, limit)
+    ax.set_ylim(-limit, limit)
+    ax.set_aspect("equal")
+    gap = ((m - n) * freq) % (2 * math.pi)
+    ax.set_title(f"freq {freq:.3g} rad/token: angle between them {math.degrees(gap):.0f} deg", fontsize=9)
+
+
+def rope_explorer(head_dim: int = 128, theta: float = 1e6, seed: int = 0):
+    """Sliders for the query's and the key's positions and the pair: watch them turn, and q.k depend on m - n."""
+    import ipywidgets as widgets
+    from ..model.rope import apply_rope, rope_rotations
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(head_dim, generator=g)                                   # (head_dim,)
+    k = torch.randn(head_dim, generator=g)                                   # (head_dim,)
+    freqs = (1.0 / theta ** (torch.arange(0, head_dim, 2).float() / head_dim)).tolist()
+    m_slider = widgets.IntSlider(value=5, min=0, max=4096, description="query m")
+    n_slider = widgets.IntSlider(value=2, min=0, max=4096, description="key n")
+    pair = widgets.IntSlider(value=0, min=0, max=head_dim // 2 - 1, description="pair i")
+    out = widgets.Output()
+
+    def score(m, n):
+        rot = rope_rotations(torch.tensor([m, n]), head_dim, theta)          # (2, head_dim/2)
+        both = apply_rope(torch.stack([q, k])[None, :, None, :], rot)[0, :, 0]  # (2, head_dim)
+        return float(both[0] @ both[1])
+
+    def update(_=None):
+        m, n, i = m_slider.value, n_slider.value, pair.value
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(4, 4))
+            draw_rope_pair(ax, q[2 * i:2 * i + 2].tolist(), k[2 * i:2 * i + 2].tolist(), m, n, freqs[i])
+            plt.show()
+            print(f"q.k over all {head_dim} dims at (m={m}, n={n}): {score(m, n):+.4f}; "
+                  f"shifted to (m={m + 100}, n={n + 100}): {score(m + 100, n + 100):+.4f}")
+
+    for w in (m_slider, n_slider, pair):
+        w.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([m_slider, n_slider, pair]), out])

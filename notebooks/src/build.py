@@ -63,7 +63,7 @@ def build(source: Path, run: bool = True) -> float:
     seconds = 0.0
     if run:
         start = time.perf_counter()
-        NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=False,
+        NotebookClient(nb, timeout=600, kernel_name="python3", store_widget_state=True,
                        resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         seconds = time.perf_counter() - start
         nb.metadata.pop("widgets", None)
