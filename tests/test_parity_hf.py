@@ -134,7 +134,7 @@ def test_bf16_export_is_what_mistral_ships(make_hf_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("window", [None, 8])
 def test_greedy_generation_matches_hf_generate(window, make_hf_checkpoint):
-    """Cached greedy decoding == recomputing the whole sequence each step == HF's greedy generate."""
+    """Cached greedy decoding (plain and fast paths) == recomputing everything each step == HF's greedy."""
     cfg = small_config(dim=128, n_heads=8, n_kv_heads=2, head_dim=16, hidden_dim=448, sliding_window=window)
     hf, folder = make_hf_checkpoint(cfg, seed=3)
     model = me.load_model(folder, device="cpu", dtype="fp32", verbose=False)
@@ -144,12 +144,13 @@ def test_greedy_generation_matches_hf_generate(window, make_hf_checkpoint):
         out = hf.generate(torch.tensor([prompt]), max_new_tokens=n_new, do_sample=False,
                           eos_token_id=None, pad_token_id=0)
     theirs = out[0, len(prompt):].tolist()
-    cached = me.generate(model, prompt, max_new_tokens=n_new, stop_at_eos=False)
+    cached = me.generate(model, prompt, max_new_tokens=n_new, stop_at_eos=False, fast=False)
+    fast = me.generate(model, prompt, max_new_tokens=n_new, stop_at_eos=False)
     recomputed = list(prompt)
     with torch.no_grad():
         for _ in range(n_new):
             recomputed.append(int(model(torch.tensor([recomputed]))[0, -1].argmax()))
-    assert cached == recomputed[len(prompt):] == theirs
+    assert cached == fast == recomputed[len(prompt):] == theirs
     assert len(set(theirs)) > 5, "a degenerate repetition would prove little"
 
 
