@@ -25,8 +25,8 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)  # (out,)
     for start in range(0, weight.shape[0], ROWS_PER_CHUNK):
         rows = weight[start:start + ROWS_PER_CHUNK].float()                            # (chunk, in)
-        s = rows.abs().amax(dim=1).clamp_min(1e-12) / 127                              # (chunk,)
-        q[start:start + ROWS_PER_CHUNK] = torch.round(rows / s[:, None]).clamp_(-127, 127).to(torch.int8)
+        s = torch.linalg.vector_norm(rows, float("inf"), dim=1).clamp_min(1e-12) / 127  # (chunk,) absmax / 127
+        q[start:start + ROWS_PER_CHUNK] = rows.div_(s[:, None]).round_().clamp_(-127, 127)
         scale[start:start + ROWS_PER_CHUNK] = s
     return q, scale
 
