@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import mistral_edu as me
-from conftest import small_config
+from conftest import hf_config, small_config
 from safetensors.torch import load_file
 
 TOL = 1e-4
@@ -209,3 +209,16 @@ def test_sliding_window_cache_across_the_window(chunks, make_hf_checkpoint):
         theirs = hf(x).logits
     diff = max_diff_per_position(torch.cat(pieces, dim=1), theirs)
     assert diff.max() <= TOL
+
+
+def test_rope_angles_match_hf_far_into_the_context():
+    """Same cos/sin as HF's rotary embedding at the far end of the 32k context (float32 angles)."""
+    from transformers.models.mistral.modeling_mistral import MistralRotaryEmbedding
+    cfg = me.ModelConfig.mistral_7b_instruct_v02()
+    positions = torch.tensor([0, 1, 7, 4095, 4096, 20000, 32767])
+    rotary = MistralRotaryEmbedding(hf_config(small_config(head_dim=128, rope_theta=cfg.rope_theta)))
+    cos, sin = rotary(torch.zeros(1, len(positions), 1), positions[None])             # (1, seq, head_dim)
+    ours = me.model.rope_rotations(positions, cfg.head_dim, cfg.rope_theta)            # (seq, head_dim/2)
+    half = cfg.head_dim // 2
+    assert torch.allclose(cos[0, :, :half], ours.real, atol=1e-5)
+    assert torch.allclose(sin[0, :, :half], ours.imag, atol=1e-5)
