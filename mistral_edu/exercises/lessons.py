@@ -247,3 +247,54 @@ def check_wavelength(fn) -> Verdict:
                            f"wavelength({i}, 128, {theta:g}) returned {float(got):.6g}, expected {expected:.6g}")
                 return report(False, f"{why}.\n  hint: {hint}")
     return report(True, "pair 0 turns every 6.3 tokens; pair 63 of theta 1e6 takes about 5 million")
+
+
+# ----------------------------------------------------------------------------- 04 attention and GQA
+
+def check_causal_attention(fn) -> Verdict:
+    """Exercise 04.1: one head of causal attention, fn(q, k, v) with (seq, head_dim) inputs."""
+    g = torch.Generator().manual_seed(4)
+    q, k, v = (torch.randn(7, 16, generator=g) * 2 for _ in range(3))
+    expected = F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True)[0]
+    hint = ("scores = q @ k.T / sqrt(head_dim); set scores above the diagonal to -inf "
+            "(torch.triu(ones, diagonal=1)); weights = softmax over the last dim (the keys); return weights @ v")
+    seq, d = q.shape
+    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1)
+    mistakes = {
+        "no causal mask: each token may read the future":
+            torch.softmax(q @ k.T / math.sqrt(d), -1) @ v,
+        "no 1/sqrt(head_dim) scaling":
+            torch.softmax((q @ k.T).masked_fill(future, float("-inf")), -1) @ v,
+        "softmax over the queries (dim 0) instead of the keys":
+            torch.nan_to_num(torch.softmax((q @ k.T / math.sqrt(d)).masked_fill(future, float("-inf")), 0)) @ v,
+    }
+    try:
+        got = fn(q, k, v)
+    except Exception:  # check_function below reports it
+        got = None
+    for mistake, wrong in mistakes.items():
+        if compare_tensors(got, wrong) is None:
+            return report(False, f"{mistake}.\n  hint: {hint}")
+    return check_function(fn, [((q, k, v), expected)], hint, "equal to F.scaled_dot_product_attention(is_causal=True)")
+
+
+def check_kv_cache_bytes(fn) -> Verdict:
+    """Exercise 04.2: kv_cache_bytes(cfg, n_tokens, bytes_per_value) for the whole model."""
+    tiny = ModelConfig.tiny()
+    cases = [(REAL, 32768, 2), (REAL, 1, 2), (tiny, 100, 4), (ModelConfig.mistral_7b_v01(), 4096, 2)]
+    hint = "2 (K and V) x n_layers x n_kv_heads x head_dim x n_tokens x bytes_per_value"
+    for cfg, n, b in cases:
+        expected = kv_bytes_per_token(cfg, b) * n
+        try:
+            got = fn(cfg, n, b)
+        except Exception as err:  # a learner's bug is reported, never raised
+            return report(False, f"your function raised {type(err).__name__}: {err}.\n  hint: {hint}")
+        if got is None:
+            return report(False, f"hint: {hint}")
+        if int(got) != expected:
+            ratio = int(got) / expected
+            why = {0.5: "half the answer: the cache stores keys AND values",
+                   cfg.n_heads / cfg.n_kv_heads: "you used n_heads: the cache stores only the n_kv_heads",
+                   1 / cfg.n_layers: "that is one layer; every layer keeps its own cache"}.get(ratio, f"got {int(got):,}, expected {expected:,}")
+            return report(False, f"{why}.\n  hint: {hint}")
+    return report(True, f"{kv_bytes_per_token(REAL) * 32768 / 2**30:.0f} GiB for a full 32k context of the real model")

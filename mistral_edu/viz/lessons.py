@@ -323,3 +323,62 @@ def rope_explorer(head_dim: int = 128, theta: float = 1e6, seed: int = 0):
         w.observe(update, names="value")
     update()
     return widgets.VBox([widgets.HBox([m_slider, n_slider, pair]), out])
+
+
+# ----------------------------------------------------------------------------- 04: attention and GQA
+
+def gqa_diagram(n_heads: int = 32, n_kv_heads: int = 8):
+    """Query heads (top) wired to the KV head they read (bottom): head h reads KV head h // (n_heads // n_kv_heads)."""
+    n_rep = n_heads // n_kv_heads
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    colours = plt.cm.tab10(np.arange(n_kv_heads) % 10)
+    kv_x = [(g + 0.5) * n_heads / n_kv_heads - 0.5 for g in range(n_kv_heads)]
+    for h in range(n_heads):
+        g = h // n_rep
+        ax.plot([h, kv_x[g]], [1, 0], color=colours[g], linewidth=1.2, alpha=0.8)
+        ax.add_patch(plt.Rectangle((h - 0.4, 1), 0.8, 0.35, color=colours[g]))
+        if n_heads <= 32:
+            ax.text(h, 1.45, str(h), ha="center", fontsize=7)
+    for g, x in enumerate(kv_x):
+        ax.add_patch(plt.Rectangle((x - 1.2, -0.45), 2.4, 0.45, color=colours[g]))
+        ax.text(x, -0.23, f"K,V {g}", ha="center", va="center", fontsize=8, color="white", fontweight="bold")
+    ax.text(-1.5, 1.17, "query\nheads", ha="right", va="center", fontsize=9)
+    ax.text(-1.5, -0.23, "KV heads", ha="right", va="center", fontsize=9)
+    ax.set_xlim(-4.5, n_heads)
+    ax.set_ylim(-0.6, 1.7)
+    ax.axis("off")
+    ax.set_title(f"Grouped-query attention: {n_heads} query heads share {n_kv_heads} key/value heads "
+                 f"({n_rep} each)")
+    fig.tight_layout()
+    return fig
+
+
+def masks_figure(masks: dict):
+    """Boolean (q, k) masks side by side: filled where the query may look at the key."""
+    fig, axes = plt.subplots(1, len(masks), figsize=(3.3 * len(masks), 3.4), squeeze=False)
+    for ax, (title, mask) in zip(axes[0], masks.items()):
+        ax.imshow(mask.float().cpu().numpy(), cmap="Greens", vmin=0, vmax=1.3, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("key position")
+        ax.set_ylabel("query position")
+        ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def softmax_temperature_figure(d_values=(16, 128, 1024), seed: int = 0):
+    """Softmax of random q.k scores with and without the 1/sqrt(d) scale: unscaled, it collapses to one key."""
+    g = torch.Generator().manual_seed(seed)
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.0), sharey=True)
+    for d in d_values:
+        q, k = torch.randn(d, generator=g), torch.randn(12, d, generator=g)   # (d,), (keys, d)
+        scores = k @ q                                                        # (keys,)
+        for ax, scale, title in ((axes[0], 1.0, "softmax(q.k)"), (axes[1], 1 / math.sqrt(d), "softmax(q.k / sqrt(d))")):
+            weights = torch.softmax(scores * scale, -1).sort(descending=True).values
+            ax.plot(weights.numpy(), marker="o", markersize=3, label=f"d = {d}")
+            ax.set_title(title)
+            ax.set_xlabel("keys, largest weight first")
+    axes[0].set_ylabel("attention weight")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
