@@ -52,14 +52,26 @@ def run_one(notebook: Path, out_dir: Path, weights: Path, timeout: int) -> tuple
              "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024); "
              "print(r.returncode); print(r.stderr[-2000:])")
+    # --allow-errors runs every cell even after a failure, so one expensive run reports every failing cell.
     command = [sys.executable, "-c", probe, str(ROOT / ".venv" / "bin" / "jupyter"), "nbconvert", "--to", "notebook",
-               "--execute", f"--ExecutePreprocessor.timeout={timeout}", "--output-dir", str(out_dir), str(notebook)]
+               "--execute", "--allow-errors", f"--ExecutePreprocessor.timeout={timeout}",
+               "--output-dir", str(out_dir), str(notebook)]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=notebook.parent)
     seconds = time.perf_counter() - start
     lines = done.stdout.splitlines()
-    peak, code, err = int(lines[0]), int(lines[1]), "\n".join(lines[2:])
-    return seconds, peak, "" if code == 0 else err.strip().splitlines()[-1] if err.strip() else f"exit {code}"
+    peak, code, err = int(lines[0]), int(lines[1]), "\n".join(lines[2:]).strip()
+    if code != 0:
+        return seconds, peak, err.splitlines()[-1] if err else f"exit {code}"
+    return seconds, peak, cell_errors(out_dir / notebook.name)
+
+
+def cell_errors(executed: Path) -> str:
+    """'cell N: Error: message' for every cell of an executed notebook that raised, or ''."""
+    cells = json.loads(executed.read_text())["cells"]
+    errors = [f"cell {i}: {out['ename']}: {out['evalue'][:120]}"
+              for i, cell in enumerate(cells) for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    return "; ".join(errors)
 
 
 def main() -> None:
