@@ -24,7 +24,7 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     q = torch.empty(weight.shape, dtype=torch.int8, device=weight.device)            # (out, in)
     scale = torch.empty(weight.shape[0], dtype=torch.float32, device=weight.device)  # (out,)
     for start in range(0, weight.shape[0], ROWS_PER_CHUNK):
-        rows = weight[start:start + ROWS_PER_CHUNK].float()                            # (chunk, in)
+        rows = weight[start:start + ROWS_PER_CHUNK].to(torch.float32, copy=True)       # (chunk, in), ours to scale
         s = torch.linalg.vector_norm(rows, float("inf"), dim=1).clamp_min(1e-12) / 127  # (chunk,) absmax / 127
         q[start:start + ROWS_PER_CHUNK] = rows.div_(s[:, None]).round_().clamp_(-127, 127)
         scale[start:start + ROWS_PER_CHUNK] = s
