@@ -28,6 +28,7 @@ def transformers_twin(model, attn_implementation: str = "sdpa"):
     from transformers import MistralForCausalLM
     cfg = model.cfg
     config = hf_config(cfg, attn_implementation)
+    config.dtype = model.dtype   # what transformers allocates its caches in
     with torch.device("meta"):
         hf = MistralForCausalLM(config)
     state = {}
