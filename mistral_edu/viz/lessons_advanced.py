@@ -71,21 +71,23 @@ def rolling_buffer_chart(window: int, n_positions: int):
     return fig
 
 
-def sampling_chart(probs: torch.Tensor, labels: list[str], temperatures=(0.5, 1.0, 2.0), top_p: float = 0.9):
-    """The k most likely next tokens at several temperatures, with the top-p nucleus marked.
+def sampling_chart(logits: torch.Tensor, ids: list[int], labels: list[str], temperatures=(0.5, 1.0, 2.0),
+                   top_p: float = 0.9):
+    """Probabilities of the tokens `ids` at several temperatures, coloured by membership of the top-p nucleus.
 
-    probs: (k,) the distribution at temperature 1, already restricted to the k tokens shown, in
-    descending order; logits are log(probs) up to a constant, so re-tempering them is exact.
+    logits: (vocab,) the model's next-token logits; the softmax and the nucleus are taken over the
+    whole vocabulary, exactly as generate() samples.
     """
-    logits = probs.double().clamp_min(1e-30).log()
     fig, axes = plt.subplots(1, len(temperatures), figsize=(3.0 * len(temperatures), 3.0), sharey=True)
     for ax, t in zip(np.atleast_1d(axes), temperatures):
-        p = torch.softmax(logits / t, -1) * probs.sum()    # the mass these k tokens hold at temperature t
-        before = p.cumsum(-1) - p
-        kept = (before < top_p * float(p.sum() / probs.sum())).numpy()
-        ax.bar(range(len(p)), p.numpy(), color=np.where(kept, "#4e79a7", "#bab0ac"))
-        ax.set_xticks(range(len(p)), labels, rotation=70, fontsize=7)
-        ax.set_title(f"T = {t}", fontsize=9)
+        probs = torch.softmax(logits.double() / t, -1)                       # (vocab,)
+        sorted_probs, order = probs.sort(descending=True)
+        kept_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p       # mass before each token < top_p
+        kept = torch.zeros_like(kept_sorted).scatter(-1, order, kept_sorted)  # (vocab,) in vocabulary order
+        shown = probs[ids].numpy()
+        ax.bar(range(len(ids)), shown, color=np.where(kept[ids].numpy(), "#4e79a7", "#bab0ac"))
+        ax.set_xticks(range(len(ids)), labels, rotation=70, fontsize=7)
+        ax.set_title(f"T = {t}: nucleus of {int(kept.sum()):,} tokens", fontsize=9)
     np.atleast_1d(axes)[0].set_ylabel("probability")
     fig.suptitle(f"Temperature reshapes the distribution; blue = inside the top-p={top_p} nucleus", fontsize=9)
     fig.tight_layout()
@@ -141,7 +143,8 @@ def bandwidth_chart(gpus: dict[str, float], weight_bytes: dict[str, float]):
     for i, (fmt, nbytes) in enumerate(weight_bytes.items()):
         ms = [nbytes / (gpus[g] * 1e9) * 1e3 for g in names]
         ax.bar(np.arange(len(names)) + i * width, ms, width, label=fmt)
-    ax.set_xticks(np.arange(len(names)) + width * (len(weight_bytes) - 1) / 2, names, fontsize=8)
+    ax.set_xticks(np.arange(len(names)) + width * (len(weight_bytes) - 1) / 2,
+                  [name.replace(" (", "\n(") for name in names], fontsize=8)
     ax.set_ylabel("ms per token (floor)")
     ax.set_title("Decoding reads every weight once per token: time >= bytes / bandwidth")
     ax.legend(fontsize=8)
