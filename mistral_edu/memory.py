@@ -384,7 +384,7 @@ class Estimate:
         rows = [("weights (" + weight_format(self.weights).description + ")", self.parts["weights"])]
         rows += [(f"  {k}", v) for k, v in self.weight_parts.items() if v]
         rows.append((f"KV cache ({self.context:,} tokens x {self.batch}, {self.cache_dtype})", self.parts["KV cache"]))
-        rows.append((f"  without GQA it would be", self.kv_no_gqa))
+        rows.append(("  without GQA it would be", self.kv_no_gqa))
         rows.append((f"activations (peak at {self.activation_stage}, {self.attention})", self.parts["activations"]))
         rows += [(f"  {k}", v) for k, v in self.activation_parts.items()]
         rows.append(("total (allocated by PyTorch)", self.total))

@@ -1,7 +1,6 @@
 """The memory arithmetic against exact counts, allocated tensors, profiled peaks and published sizes."""
 from __future__ import annotations
 
-import math
 import matplotlib
 import pytest
 import torch
