@@ -69,7 +69,7 @@ class AttentionExplorer(widgets.VBox):
                 style += "outline:2px solid #d62728;"
             if i > query:
                 style += "color:#aaa;"
-            spans.append(f'<span title="{i}: {w:.3f}" style="{style}padding:1px 3px;margin:1px;'
+            spans.append(f'<span title="{i}: {w:.3f}" style="{style}display:inline-block;padding:0 3px;margin:1px;'
                          f'border-radius:3px;white-space:pre">{html.escape(label)}</span>')
         top = np.argsort(-weights)[:3]
         best = ", ".join(f"{html.escape(self.labels[i])} {weights[i]:.2f}" for i in top)
