@@ -298,3 +298,63 @@ def check_kv_cache_bytes(fn) -> Verdict:
                    1 / cfg.n_layers: "that is one layer; every layer keeps its own cache"}.get(ratio, f"got {int(got):,}, expected {expected:,}")
             return report(False, f"{why}.\n  hint: {hint}")
     return report(True, f"{kv_bytes_per_token(REAL) * 32768 / 2**30:.0f} GiB for a full 32k context of the real model")
+
+
+# ----------------------------------------------------------------------------- 05 feed-forward, block, model
+
+def check_swiglu(fn) -> Verdict:
+    """Exercise 05.1: swiglu(x, w1, w2, w3) with nn.Linear-shaped (out, in) weight matrices."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 8, generator=g)
+    w1, w3 = torch.randn(20, 8, generator=g), torch.randn(20, 8, generator=g)
+    w2 = torch.randn(8, 20, generator=g)
+    expected = (F.silu(x @ w1.T) * (x @ w3.T)) @ w2.T
+    hint = ("w2(silu(w1 x) * w3 x): an nn.Linear weight is (out, in), so w1 x is x @ w1.T; "
+            "w1 is the gate that goes through SiLU, w3 the 'up' projection it multiplies")
+    mistakes = {
+        "w1 and w3 are swapped: the gate (through SiLU) is w1, the plain 'up' projection is w3":
+            (F.silu(x @ w3.T) * (x @ w1.T)) @ w2.T,
+        "that uses ReLU; Mistral's gate goes through SiLU (x * sigmoid(x))":
+            (torch.relu(x @ w1.T) * (x @ w3.T)) @ w2.T,
+        "no gating: the SiLU output must be multiplied by w3 x":
+            F.silu(x @ w1.T) @ w2.T,
+    }
+    try:
+        got = fn(x, w1, w2, w3)
+    except Exception:  # check_function below reports it
+        got = None
+    for mistake, wrong in mistakes.items():
+        if compare_tensors(got, wrong, atol=1e-4) is None:
+            return report(False, f"{mistake}.\n  hint: {hint}")
+    return check_function(fn, [((x, w1, w2, w3), expected)], hint, "SwiGLU, exactly as FeedForward computes it",
+                          atol=1e-4)
+
+
+def block_parameters(cfg: ModelConfig) -> int:
+    """One transformer block: wq, wk, wv, wo, w1, w2, w3 and the two norm gains."""
+    return (cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads) + 3 * cfg.dim * cfg.hidden_dim
+            + 2 * cfg.dim)
+
+
+def check_block_parameters(fn) -> Verdict:
+    """Exercise 05.2: parameters of one transformer block, from a ModelConfig."""
+    hint = ("attention: wq and wo are dim x (n_heads*head_dim), wk and wv are dim x (n_kv_heads*head_dim); "
+            "feed-forward: three dim x hidden_dim matrices; plus two norm gains of dim each")
+    for cfg in (REAL, ModelConfig.tiny()):
+        expected = block_parameters(cfg)
+        try:
+            got = fn(cfg)
+        except Exception as err:  # a learner's bug is reported, never raised
+            return report(False, f"your function raised {type(err).__name__}: {err}.\n  hint: {hint}")
+        if got is None:
+            return report(False, f"hint: {hint}")
+        got = int(got)
+        if got == expected:
+            continue
+        kv_as_heads = expected + 2 * cfg.dim * cfg.head_dim * (cfg.n_heads - cfg.n_kv_heads)
+        why = {expected - 2 * cfg.dim: "almost: add the two RMSNorm gains (dim each)",
+               kv_as_heads: "wk and wv have n_kv_heads (8), not n_heads, heads",
+               expected - cfg.dim * cfg.hidden_dim: "SwiGLU has three matrices (w1, w2, w3), not two"}
+        return report(False, f"{why.get(got, f'got {got:,}, expected {expected:,}')}.\n  hint: {hint}")
+    return report(True, f"{block_parameters(REAL):,} per block; x 32 blocks = "
+                        f"{32 * block_parameters(REAL) / parameter_count(REAL):.1%} of the model")

@@ -382,3 +382,44 @@ def softmax_temperature_figure(d_values=(16, 128, 1024), seed: int = 0):
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- 05: feed-forward and the whole model
+
+def activations_figure():
+    """SiLU next to ReLU and GELU, and the SwiGLU gate silu(a) * b as a surface of its two inputs."""
+    x = torch.linspace(-5, 5, 201)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(8.5, 3.3))
+    ax1.plot(x, torch.relu(x), label="ReLU", linestyle="--")
+    ax1.plot(x, torch.nn.functional.gelu(x), label="GELU", linestyle=":")
+    ax1.plot(x, torch.nn.functional.silu(x), label="SiLU = x sigmoid(x)", linewidth=2)
+    ax1.set_xlabel("x")
+    ax1.set_title("Activation functions")
+    ax1.legend(fontsize=8)
+    a, b = torch.meshgrid(torch.linspace(-4, 4, 81), torch.linspace(-4, 4, 81), indexing="ij")
+    gate = torch.nn.functional.silu(a) * b
+    limit = float(gate.abs().max())
+    image = ax2.imshow(gate.T.numpy(), origin="lower", extent=(-4, 4, -4, 4), cmap="RdBu_r", vmin=-limit, vmax=limit)
+    ax2.set_xlabel("gate: w1 x")
+    ax2.set_ylabel("up: w3 x")
+    ax2.set_title("SwiGLU unit: silu(w1 x) * (w3 x)")
+    ax2.grid(False)
+    fig.colorbar(image, ax=ax2, fraction=0.046)
+    fig.tight_layout()
+    return fig
+
+
+def parameter_chart(breakdown: dict, title: str):
+    """Parameters per component as horizontal bars with their share of the total."""
+    total = sum(breakdown.values())
+    items = sorted(breakdown.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars = ax.barh([k for k, _ in items], [v / 1e6 for _, v in items], color="#4e79a7")
+    for bar, (_, v) in zip(bars, items):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {v / 1e6:,.1f}M ({v / total:.1%})",
+                va="center", fontsize=8)
+    ax.set_xlabel("millions of parameters")
+    ax.set_xlim(0, max(breakdown.values()) / 1e6 * 1.35)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
