@@ -126,6 +126,8 @@ def hf_cache_dirs() -> list[Path]:
         roots.append(Path(os.environ["HF_HUB_CACHE"]))
     if os.environ.get("HF_HOME"):
         roots.append(Path(os.environ["HF_HOME"]) / "hub")
+    if os.environ.get("XDG_CACHE_HOME"):  # huggingface_hub's default home is $XDG_CACHE_HOME/huggingface
+        roots.append(Path(os.environ["XDG_CACHE_HOME"]) / "huggingface" / "hub")
     roots.append(Path.home() / ".cache" / "huggingface" / "hub")
     return [root / HF_REPO_FOLDER for root in roots]
 
