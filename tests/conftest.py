@@ -83,7 +83,7 @@ def tokenizer() -> me.Tokenizer:
 @pytest.fixture
 def no_weights_anywhere(monkeypatch, tmp_path):
     """Hide $MISTRAL_EDU_WEIGHTS and every Hugging Face cache, so load_model() falls through to the default."""
-    for var in ("MISTRAL_EDU_WEIGHTS", "HF_HOME", "HF_HUB_CACHE"):
+    for var in ("MISTRAL_EDU_WEIGHTS", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path

@@ -390,6 +390,12 @@ def test_the_default_cache_location_under_home(hf_sharded, no_weights_anywhere):
     assert me.find_checkpoint().folder == snap
 
 
+def test_xdg_cache_home_is_honoured_as_huggingface_hub_does(hf_sharded, no_weights_anywhere, monkeypatch):
+    snap = fake_hf_cache(no_weights_anywhere / "xdg" / "huggingface", hf_sharded)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(no_weights_anywhere / "xdg"))
+    assert me.find_checkpoint().folder == snap
+
+
 def test_nothing_found_gives_the_embedded_default(no_weights_anywhere, capsys):
     model = me.load_model()
     assert "embedded default" in capsys.readouterr().out
