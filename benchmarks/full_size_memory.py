@@ -142,7 +142,9 @@ def measure(strategy: str, folder: Path, logits_out: Path) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", strategy, str(folder), str(logits_out)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        start = max((i for i, line in enumerate(lines) if "Error" in line.split(":")[0]), default=len(lines) - 1)
+        return {"error": " | ".join(lines[start:start + 6]) or f"exit code {proc.returncode}"}
     print(proc.stdout.strip().splitlines()[0], flush=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
