@@ -27,6 +27,7 @@ for a sliding window shorter than the generation (the static cache has no rollin
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from dataclasses import dataclass
 
@@ -312,15 +313,29 @@ class FastDecoder:
         The warm-up steps write slot self.position of the cache with a real step's keys and values,
         so the state afterwards is what one ordinary step would leave.
         """
+        if self.compiled:
+            print("mistral_edu: preparing the fast decode step (the first time in a process it compiles: "
+                  "up to a minute)", flush=True)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            for _ in range(2):
-                self.step()
+            try:
+                self.warm_up()
+            except Exception as error:  # noqa: BLE001 (e.g. no Triton here: the graph alone still helps)
+                if not self.compiled:
+                    raise
+                warnings.warn(f"torch.compile of the decode step failed ({type(error).__name__}: {error}); "
+                              "decoding with the CUDA graph alone")
+                self.compiled, self.step_functions = False, PLAIN_STEP_FUNCTIONS
+                self.warm_up()
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.logits = self.step()
+
+    def warm_up(self) -> None:
+        for _ in range(2):
+            self.step()
 
 
 _DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
