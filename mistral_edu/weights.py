@@ -19,7 +19,7 @@ from .config import ModelConfig
 from .model import Transformer
 from .memory import choose_strategy, is_block_matrix, parameter_count
 from .quantize import quantize_model, set_int8
-from .safetensors_io import SafetensorsFile, write_safetensors
+from .safetensors_io import LazyTensor, SafetensorsFile, write_safetensors
 from .streaming import StreamedTransformer, tensors_on_disk
 
 HF_REPO_FOLDER = "models--mistralai--Mistral-7B-Instruct-v0.2"
@@ -352,10 +352,14 @@ def check_tokenizer_matches(folder: Path, cfg: ModelConfig) -> None:
 # ----------------------------------------------------------------------------- writing
 
 def save_consolidated(model: Transformer, folder: str | Path, dtype=torch.bfloat16) -> Path:
-    """Write params.json + consolidated.safetensors exactly as Mistral ships them."""
+    """Write params.json + consolidated.safetensors exactly as Mistral ships them.
+
+    Each tensor is cast when it is written, so saving in another dtype costs one tensor, not a copy.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "params.json").write_text(json.dumps(model.cfg.to_params_json(), indent=2) + "\n")
-    tensors = {name: t.detach().to(dtype) for name, t in model.state_dict().items()}
+    tensors = {name: LazyTensor(dtype, tuple(t.shape), lambda t=t: t.detach().to(dtype))
+               for name, t in model.state_dict().items()}
     write_safetensors(folder / "consolidated.safetensors", tensors, {"format": "pt"})
     return folder
