@@ -128,10 +128,12 @@ def test_moving_the_layer_slider_changes_the_explorer(jupyterlab, request):
             page.mouse.down()
             page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2, steps=8)
             page.mouse.up()
-            page.wait_for_function("document.querySelector('.attention-explorer').dataset.layer !== '0'",
+            shown = page.locator(".widget-slider").first.locator(".widget-readout").inner_text().strip()
+            assert shown != "0", "the drag did not move the layer slider"
+            page.wait_for_function(f"document.querySelector('.attention-explorer').dataset.layer === '{shown}'",
                                    timeout=left_ms())
             after = explorer_header(page)
-            assert after != before and not after.startswith("layer 0 ")
+            assert after != before and after.startswith(f"layer {shown} · head 0")
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.locator(".widget-vbox", has=page.locator(".attention-explorer")).first.screenshot(path=str(SCREENSHOT))
             print(f"\nJupyterLab opened the notebook in {opened - start:.1f} s, ran it in {ran - opened:.1f} s"
