@@ -206,9 +206,12 @@ def decode_ours(s: Settings, model, use_graph: bool, use_compile: bool) -> dict:
     first = run()
     times = [run() for _ in range(s.repeats)]
     per_token = statistics.median(times) / s.new_tokens
-    result = {"tok_s": 1 / per_token, "first_run_s": first, "steady_run_s": statistics.median(times)}
+    decoder = fast_decode._DECODERS[model]
+    ran = f"graph={decoder.use_graph} compile={decoder.compiled}"   # a failed capture/compile falls back
+    result = {"tok_s": 1 / per_token, "first_run_s": first, "steady_run_s": statistics.median(times),
+              "note": "" if ran == f"graph={use_graph} compile={use_compile}" else f" (FELL BACK: ran {ran})"}
     log(f"ours graph={use_graph} compile={use_compile}: {result['tok_s']:.1f} tok/s; first run {first:.2f} s "
-        f"(capture/compile), then {result['steady_run_s']:.2f} s")
+        f"(capture/compile), then {result['steady_run_s']:.2f} s; ran {ran}")
     return result
 
 
@@ -223,8 +226,10 @@ def decode_ours_generate(s: Settings, model, fast: bool) -> dict:
     first = timed(full, s.device)
     t_full = statistics.median(timed(full, s.device) for _ in range(repeats))
     t_one = statistics.median(timed(one, s.device) for _ in range(repeats))
-    result = {"tok_s": s.new_tokens / (t_full - t_one), "first_run_s": first, "steady_run_s": t_full}
-    log(f"me.generate(fast={fast}): {result['tok_s']:.1f} tok/s, first call {first:.2f} s")
+    decoder = fast_decode._DECODERS.get(model)
+    ran = f" (ran graph={decoder.use_graph} compile={decoder.compiled})" if fast and decoder else ""
+    result = {"tok_s": s.new_tokens / (t_full - t_one), "first_run_s": first, "steady_run_s": t_full, "note": ran}
+    log(f"me.generate(fast={fast}): {result['tok_s']:.1f} tok/s, first call {first:.2f} s{ran}")
     return result
 
 
@@ -371,7 +376,8 @@ def print_table(s, env, rate, weight_bytes, floor_s, errors, first_step, decode,
         ms = 1e3 / r["tok_s"]
         pct = 100 * floor_s * r["tok_s"] if rate else math.nan
         vs = f"{r['tok_s'] / best_hf:.2f}x" if best_hf else "n/a"
-        print(f"{name:<48} {r['tok_s']:>8.1f} {ms:>9.2f} {pct:>7.0f}% {vs:>13} {r['first_run_s']:>12.1f}")
+        print(f"{name:<48} {r['tok_s']:>8.1f} {ms:>9.2f} {pct:>7.0f}% {vs:>13} {r['first_run_s']:>12.1f}"
+              f"{r.get('note', '')}")
     hf_static = decode.get("transformers sdpa, static cache, compiled")
     for name, seconds in first_step.items():
         print(f"ours, {name}: the first decode step (warm-up, capture, compile if any) took {seconds:.1f} s")

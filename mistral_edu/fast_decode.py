@@ -281,7 +281,12 @@ class FastDecoder:
         if not self.use_graph:
             return self.step(n_visible=self.pos)
         if self.graph is None:
-            self.capture()
+            try:
+                self.capture()
+            except RuntimeError as error:
+                warnings.warn(f"capturing the decode step as a CUDA graph failed ({error}); decoding without one")
+                self.use_graph, self.graph = False, None
+                return self.step(n_visible=self.pos)
         self.graph.replay()
         return self.logits
 
