@@ -13,7 +13,7 @@ import torch
 
 from . import memory
 from .config import ModelConfig
-from .tokenizer import load_tokenizer
+from .tokenizer import load_tokenizer, mistral_common_v1_path
 from .weights import default_dtype, find_checkpoint, parse_device, read_config
 
 
@@ -38,11 +38,16 @@ def describe_weights() -> str:
 
 
 def describe_tokenizer() -> str:
+    """Which tokenizer load_tokenizer() would take: the weights folder's, else mistral-common's v1."""
     try:
         tok = load_tokenizer()
     except (OSError, ValueError, ImportError) as err:
         return f"tokenizer: ERROR {err}"
-    return f"tokenizer: {tok.path} ({tok.vocab_size} pieces)"
+    if tok.path == mistral_common_v1_path():
+        why = "mistral-common's v1, sha256 checked: no tokenizer.model beside the weights"
+    else:
+        why = "the tokenizer.model beside the weights"
+    return f"tokenizer: {tok.path} ({tok.vocab_size} pieces; {why})"
 
 
 def describe_fit(device: torch.device, context: int) -> str:

@@ -60,15 +60,16 @@ def mistral_common_chat(messages: list[dict]) -> list[int]:
 CHATS = {
     "one user turn": [{"role": "user", "content": "What is a KV cache?"}],
     "multi-turn": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
-                   {"role": "user", "content": "Name three rivers."}, {"role": "assistant", "content": "Nile, Rhine, Po."},
-                   {"role": "user", "content": "And a lake?"}],
+                   {"role": "user", "content": "Name three rivers."},
+                   {"role": "assistant", "content": "Nile, Rhine, Po."}, {"role": "user", "content": "And a lake?"}],
     "system, one turn": [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hello"}],
     "system, multi-turn": [{"role": "system", "content": "Be brief.\nNo lists."},
                            {"role": "user", "content": "What is RoPE?"},
                            {"role": "assistant", "content": "Rotary position embeddings."},
                            {"role": "user", "content": "  Why rotate?  "}],
     "unicode and newlines": [{"role": "user", "content": "日本語で答えて 😀\n\nplease"},
-                             {"role": "assistant", "content": "はい。\n"}, {"role": "user", "content": "[INST] inside"}],
+                             {"role": "assistant", "content": "はい。\n"},
+                             {"role": "user", "content": "[INST] inside"}],
 }
 
 

@@ -116,7 +116,8 @@ def test_safetensors_too_short_for_a_header(consolidated):
 @pytest.mark.parametrize("header, message", [
     (b"{not json", r"the header is not valid JSON"),
     (b"[1, 2, 3]", r"the header is JSON but not a name -> tensor table"),
-    (b'{"output.weight": {"dtype": "F8_E9", "shape": [1], "data_offsets": [0, 1]}}', r"tensor 'output\.weight' has a malformed header entry"),
+    (b'{"output.weight": {"dtype": "F8_E9", "shape": [1], "data_offsets": [0, 1]}}',
+     r"tensor 'output\.weight' has a malformed header entry"),
 ])
 def test_corrupt_header(consolidated, header, message):
     path = consolidated / "consolidated.safetensors"
@@ -419,6 +420,9 @@ def test_cli_info(consolidated, no_weights_anywhere):
     env = {**os.environ, "MISTRAL_EDU_WEIGHTS": str(consolidated)}
     out = run_cli("info", env=env)
     assert str(consolidated) in out and "$MISTRAL_EDU_WEIGHTS" in out and "mistral layout" in out
-    assert "tokenizer" in out and "tokenizer.model.v1" in out
+    assert "tokenizer.model.v1 (32000 pieces; mistral-common's v1, sha256 checked" in out
+    (consolidated / "tokenizer.model").write_bytes(mistral_common_v1_path().read_bytes())
+    assert f"{consolidated / 'tokenizer.model'} (32000 pieces; the tokenizer.model beside the weights)" in \
+        run_cli("info", env=env)
     assert f"torch {torch.__version__}" in out and "device" in out
     assert re.search(r"Mistral-7B-Instruct-v0.2 in bf16 .* needs \d+\.\d GB; .*: (fits|does NOT fit)", out)
