@@ -16,6 +16,12 @@ LAYER_NAMES = ["attention_norm.weight", "attention.wq.weight", "attention.wk.wei
                "feed_forward.w3.weight"]
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test here draws the same random numbers on every run."""
+    torch.manual_seed(0)
+
+
 def model_for(cfg, seed=0):
     return randomize_(me.Transformer(cfg), seed).eval()
 
