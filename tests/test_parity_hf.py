@@ -25,6 +25,7 @@ def seeded():
     """Every test here draws the same random numbers on every run."""
     torch.manual_seed(0)
 
+
 CONFIGS = {
     # 1 query head per KV head (plain multi-head attention), theta 1e6.
     "gqa1": small_config(n_heads=4, n_kv_heads=4),
