@@ -130,12 +130,18 @@ def test_patching_any_activation_with_its_own_value_leaves_logits_unchanged(mode
 
 
 def test_idle_hook_points_give_bit_identical_logits_to_a_forward_without_them(model, tokens):
-    forward_without_hooks = load_benchmark().forward_without_hooks
+    bypassed = load_benchmark().hook_points_bypassed
+
+    def forward_without_hooks(m, t, cache=None):
+        with bypassed(m):
+            return m(t, cache=cache)
+
     with torch.no_grad():
         assert torch.equal(model(tokens), forward_without_hooks(model, tokens))
         with model.hooks([("layers.0.hook_resid_post", lambda x, h: x + 1)]):
             assert not torch.equal(model(tokens), forward_without_hooks(model, tokens))
         assert torch.equal(model(tokens), forward_without_hooks(model, tokens))  # removed on exit
+        assert "forward" not in vars(model.layers[0].attention)  # the bypass is undone on exit
         cache_a, cache_b = (me.KVCache.for_model(model, max_seq_len=16) for _ in range(2))
         for step in (tokens[:, :8], tokens[:, 8:9], tokens[:, 9:10]):
             assert torch.equal(model(step, cache=cache_a), forward_without_hooks(model, step, cache_b))
