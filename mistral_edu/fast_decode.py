@@ -34,7 +34,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.attention.bias import causal_lower_right
 
 from .hooks import hook_points
 from .model.rope import rope_rotations
@@ -105,6 +104,8 @@ def chunk_attention(q, keys, values):
     The chunk's queries are the last q_len of the k_len positions. causal_lower_right says so without a
     (q, k) mask, which lets SDPA pick its flash kernel: nothing quadratic is stored, even at 32k.
     """
+    from torch.nn.attention.bias import causal_lower_right  # here, not at the top: it imports torch._dynamo (~1.5 s)
+
     batch, n_heads, q_len, head_dim = q.shape
     z = F.scaled_dot_product_attention(q, keys, values, attn_mask=causal_lower_right(q_len, keys.shape[2]),
                                        enable_gqa=n_heads != keys.shape[1])   # (batch, n_heads, q_len, hd)
