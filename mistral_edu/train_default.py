@@ -36,7 +36,8 @@ from .model.attention import AttentionSpan
 from .model.rope import rope_rotations
 from .safetensors_io import SafetensorsFile, write_safetensors
 from .tokenizer import load_tokenizer
-from .weights import DEFAULT_DIR, save_consolidated
+from .generate import generate
+from .weights import DEFAULT_DIR, load_model, save_consolidated
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,6 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="the loss covers this many of the most frequent token types (the output layer's cost)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--qk-lr-scale", type=float, default=1.0,
+                        help="learning-rate multiplier for wq and wk: sharp RoPE-positional heads need large q, k")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 is fastest on a busy shared machine")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
@@ -140,11 +143,19 @@ def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data) -> torch
 
 
 def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
-    """AdamW with weight decay on the block matrices and the output, not on embeddings or norms."""
-    decay = [p for n, p in model.named_parameters() if p.dim() == 2 and n != "tok_embeddings.weight"]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() == 2 and n != "tok_embeddings.weight")]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                              {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    """AdamW: decay on block matrices and the output (not embeddings or norms); wq, wk at qk_lr_scale."""
+    groups = {"qk": [], "decay": [], "rest": []}
+    for name, p in model.named_parameters():
+        if name.endswith(("wq.weight", "wk.weight")):
+            groups["qk"].append(p)
+        elif p.dim() == 2 and name != "tok_embeddings.weight":
+            groups["decay"].append(p)
+        else:
+            groups["rest"].append(p)
+    return torch.optim.AdamW([
+        {"params": groups["qk"], "weight_decay": args.weight_decay, "lr_scale": args.qk_lr_scale},
+        {"params": groups["decay"], "weight_decay": args.weight_decay, "lr_scale": 1.0},
+        {"params": groups["rest"], "weight_decay": 0.0, "lr_scale": 1.0}], lr=args.lr, betas=(0.9, 0.95))
 
 
 def learning_rate(step: int, args) -> float:
@@ -191,6 +202,7 @@ def export(model: Transformer, data: Data, folder: Path) -> Path:
     unused[torch.from_numpy(data.used)] = False
     with torch.no_grad():
         weight = model.output.weight.detach().clone()
+        unused = unused.to(weight.device)
         weight[unused] = weight[~unused].mean(dim=0)
         original = model.output.weight.data
         model.output.weight.data = weight
@@ -203,6 +215,17 @@ def write_heldout_sample(path: Path) -> None:
     """Ship the held-out documents (public domain), one per line, for CI to measure the model on."""
     _, heldout = corpus.split_documents(corpus.documents())
     path.write_text("\n".join(heldout) + "\n", encoding="utf-8")
+
+
+SAMPLE_PROMPTS = ("And the king said", "In the beginning", "The program", "A hacker is")
+
+
+def print_samples(folder: Path, tokenizer) -> None:
+    """Greedy continuations from the exported checkpoint, loaded the way users load it."""
+    model = load_model(folder, verbose=False)
+    for prompt in SAMPLE_PROMPTS:
+        new = generate(model, tokenizer.encode(prompt), max_new_tokens=24, stop_at_eos=True)
+        print(f"{prompt!r} -> {tokenizer.decode(new)!r}")
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -241,6 +264,7 @@ def train(args) -> None:
         print(json.dumps(evaluate(model, data, args)))
         print("exported to", export(model, data, args.out))
         write_heldout_sample(args.out / "heldout.txt")
+        print_samples(args.out, tokenizer)
         return
     covered = np.isin(data.train, data.used).mean()
     print(f"{len(data.train):,} train tokens, {len(data.heldout):,} held-out; the loss covers {len(data.used):,} "
@@ -250,7 +274,7 @@ def train(args) -> None:
     start, losses = time.time(), []
     while step < args.steps:
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args)
+            group["lr"] = learning_rate(step, args) * group["lr_scale"]
         loss = restricted_loss(model, data.batch(step, args).to(args.device), data)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
