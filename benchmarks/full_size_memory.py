@@ -58,7 +58,7 @@ def synthetic_tensor(name: str, shape: tuple[int, ...], index: int) -> torch.Ten
     return POOL.repeat(repeats)[start:start + n].reshape(shape)
 
 
-def write_checkpoints(root: Path) -> tuple[Path, Path]:
+def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
     """Mistral layout in root/mistral, HF layout (3 shards + index) in root/hf; never the whole model in RAM."""
     from mistral_edu import ModelConfig
     from mistral_edu.memory import tensor_shapes
@@ -69,12 +69,15 @@ def write_checkpoints(root: Path) -> tuple[Path, Path]:
     shapes = tensor_shapes(cfg)
     indices = {name: i for i, name in enumerate(shapes)}
 
-    mistral = root / "mistral"
-    mistral.mkdir()
-    (mistral / "params.json").write_text(json.dumps(cfg.to_params_json(), indent=2))
-    lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape: synthetic_tensor(n, s, indices[n]))
-            for name, shape in shapes.items()}
-    write_safetensors(mistral / "consolidated.safetensors", lazy, {"format": "pt"})
+    mistral, hf = root / "mistral", root / "hf"
+    if "mistral" in layouts:
+        mistral.mkdir()
+        (mistral / "params.json").write_text(json.dumps(cfg.to_params_json(), indent=2))
+        lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape: synthetic_tensor(n, s, indices[n]))
+                for name, shape in shapes.items()}
+        write_safetensors(mistral / "consolidated.safetensors", lazy, {"format": "pt"})
+    if "hf" not in layouts:
+        return mistral, hf
 
     def hf_tensor(name, shape):
         t = synthetic_tensor(name, shape, indices[name])
@@ -84,7 +87,6 @@ def write_checkpoints(root: Path) -> tuple[Path, Path]:
             return permute_for_hf(t, cfg.n_kv_heads)
         return t
 
-    hf = root / "hf"
     hf.mkdir()
     (hf / "config.json").write_text(json.dumps(cfg.to_hf_config(), indent=2))
     total = sum(2 * math.prod(s) for s in shapes.values())
@@ -154,6 +156,8 @@ def main() -> None:
     parser.add_argument("--dir", help="where to write the 29 GB of checkpoints (default: the temp folder)")
     parser.add_argument("--keep", action="store_true", help="leave the checkpoints on disk")
     parser.add_argument("--wait", type=float, default=1800, help="seconds to wait for free RAM before each run")
+    parser.add_argument("--runs", default="full:mistral,full:hf,stream:mistral,stream:hf,int8:mistral",
+                        help="which strategy:layout runs, in order (the first is the logits' reference)")
     args = parser.parse_args()
 
     from mistral_edu.memory import weight_bytes
@@ -162,32 +166,34 @@ def main() -> None:
 
     weights = weight_bytes(ModelConfig.mistral_7b_instruct_v02(), "bf16")
     parent = Path(args.dir or tempfile.gettempdir())
+    wanted = [tuple(run.split(":")) for run in args.runs.split(",")]
+    layouts = {layout for _, layout in wanted}
     free = shutil.disk_usage(parent).free
-    if free < 2.05 * weights:
-        sys.exit(f"{parent} has {free / GB:.1f} GB free; the two checkpoints need {2 * weights / GB:.1f} GB. "
+    if free < 1.03 * len(layouts) * weights:
+        sys.exit(f"{parent} has {free / GB:.1f} GB free; the checkpoints need {len(layouts) * weights / GB:.1f} GB. "
                  "Pass --dir on a larger disk.")
     root = Path(tempfile.mkdtemp(prefix="mistral_edu_full_size_", dir=parent))
     try:
         start = time.perf_counter()
-        mistral, hf = write_checkpoints(root)
-        print(f"wrote both layouts ({2 * weights / GB:.2f} GB) to {root} in {time.perf_counter() - start:.0f} s",
-              flush=True)
-        runs = [("load_model (full)", "full", mistral, 1.07 * weights),
-                ("load_model (full)", "full", hf, 1.07 * weights),
-                (f"{TOKENS}-token forward, streamed", "stream", mistral, 2.5 * GB),
-                (f"{TOKENS}-token forward, streamed", "stream", hf, 2.5 * GB),
-                ("int8 load", "int8", mistral, 8.5 * GB)]
+        folders = dict(zip(("mistral", "hf"), write_checkpoints(root, layouts)))
+        print(f"wrote {' and '.join(sorted(layouts))} ({len(layouts) * weights / GB:.2f} GB) to {root} in "
+              f"{time.perf_counter() - start:.0f} s", flush=True)
+        names = {"full": "load_model (full)", "stream": f"{TOKENS}-token forward, streamed", "int8": "int8 load"}
+        aims = {"full": 1.07 * weights, "stream": 2.5 * GB, "int8": 8.5 * GB}
+        runs = [(names[strategy], strategy, folders[layout], aims[strategy]) for strategy, layout in wanted]
         rows = []
         for what, strategy, folder, aim in runs:
             out = root / f"logits_{strategy}_{folder.name}.pt"
             wait_for_memory(strategy, args.wait)
             result = measure(strategy, folder, out)
             rows.append((what, strategy, folder.name, aim, result, out))
-        reference = torch.load(root / "logits_full_mistral.pt") if (root / "logits_full_mistral.pt").exists() else None
+        first = root / f"logits_{wanted[0][0]}_{wanted[0][1]}.pt"
+        reference = torch.load(first) if first.exists() else None
         print(f"\npeak RSS in fresh processes, {TOKENS}-token forward after each load; torch {torch.__version__}, "
               f"{os.cpu_count()} CPUs; weights {weights / GB:.2f} GB (bf16)\n")
         print(f"{'what':<32} {'layout':<8} {'peak RSS load':>14} {'peak RSS +fwd':>14} {'aim':>9} "
-              f"{'load s':>7} {'fwd s':>7}  logits vs full (mistral layout)")
+              f"{'load s':>7} {'fwd s':>7}  logits vs {':'.join(wanted[0])}"
+              + (f" (their std {float(reference.float().std()):.3f})" if reference is not None else ""))
         for what, strategy, layout, aim, result, out in rows:
             if "error" in result:
                 print(f"{what:<32} {layout:<8} failed: {result['error']}")
