@@ -4,9 +4,9 @@ A source is plain Markdown; each ```python fence becomes a code cell, the text b
 Markdown cell, and a line `<!-- cell -->` splits Markdown into separate cells. Fences tagged
 otherwise (```text, ```py) stay inside the Markdown as displayed code.
 
-    .venv/bin/python notebooks/src/build.py            # every source
-    .venv/bin/python notebooks/src/build.py 01 03      # the ones whose names start so
-    .venv/bin/python notebooks/src/build.py --no-run   # write cells only, keep no outputs
+    .venv/bin/python notebooks/src/build.py 01 03        # the sources whose names start so
+    .venv/bin/python notebooks/src/build.py --all        # every source in notebooks/src/
+    .venv/bin/python notebooks/src/build.py 02 --no-run  # write cells only, keep no outputs
 """
 from __future__ import annotations
 
@@ -75,6 +75,8 @@ def build(source: Path, run: bool = True) -> float:
 def main(argv: list[str]) -> None:
     run = "--no-run" not in argv
     prefixes = [a for a in argv if not a.startswith("--")]
+    if not prefixes and "--all" not in argv:
+        raise SystemExit("name the notebooks to build (e.g. 00 01) or pass --all: building rewrites their outputs")
     sources = sorted(p for p in SRC.glob("[0-9][0-9]_*.md") if not prefixes or p.name.startswith(tuple(prefixes)))
     if not sources:
         raise SystemExit(f"no source in {SRC} matches {prefixes}")
