@@ -204,7 +204,8 @@ def norm_gains_figure(model):
     ax.errorbar([model.cfg.n_layers], [final.median().item()], fmt="s", color="black",
                 yerr=[[final.median().item() - torch.quantile(final, 0.05).item()],
                       [torch.quantile(final, 0.95).item() - final.median().item()]], label="final norm")
-    ax.set_xlabel("layer")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.set_xlabel(f"layer (the final norm at {model.cfg.n_layers})")
     ax.set_ylabel("gain g")
     ax.set_title(f"RMSNorm gains, {model.cfg.dim} channels each")
     ax.legend(fontsize=7)
