@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .model import Transformer
+from .model.transformer import Transformer, shapes_only
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class StreamedTransformer(Transformer):
 
     def __init__(self, cfg: ModelConfig, tensors: dict[str, TensorOnDisk], device: torch.device,
                  dtype: torch.dtype):
-        with torch.device("meta"):
+        with shapes_only():
             super().__init__(cfg)
         self.requires_grad_(False).eval()
         self._device, self._dtype = device, dtype

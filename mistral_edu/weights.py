@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig
-from .model import Transformer
+from .model.transformer import Transformer, shapes_only
 from .memory import choose_strategy, is_block_matrix, parameter_count
 from .quantize import quantize_model, set_int8
 from .safetensors_io import LazyTensor, SafetensorsFile, write_safetensors
@@ -310,7 +310,7 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True, strateg
     cfg = read_config(checkpoint)
     check_tokenizer_matches(checkpoint.folder, cfg)
     dtype, why = (requested, "as requested") if requested else default_dtype(cfg, device)
-    with torch.device("meta"):
+    with shapes_only():
         model = Transformer(cfg)
     plan = tensor_plan(checkpoint, cfg, model)
     strategy = choose_strategy(cfg, device, dtype, strategy, verbose)
