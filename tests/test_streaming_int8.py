@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import mistral_edu as me
-from mistral_edu import memory
+from mistral_edu import corpus, memory
 from mistral_edu.quantize import Int8Linear, compare_logits, quantize_int8
 from mistral_edu.safetensors_io import write_safetensors
+from mistral_edu.tokenizer import mistral_common_v1_path
 from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
 
-# The stated int8 error on the embedded default: logits move by at most 15% of their own spread,
-# and the argmax agrees at 90% of positions or more (per-row absmax int8 keeps ~2 decimal digits).
+# The stated int8 error on the embedded default, measured on held-out English text (the input it is
+# for): logits move by at most 15% of their own spread, and the argmax agrees at 90% of positions or
+# more (per-row absmax int8 keeps ~2 decimal digits). On random token ids, far outside what it was
+# trained on, even bf16 moves its logits by 37% of their spread.
 INT8_MAX_DIFF_OVER_STD = 0.15
 INT8_MIN_TOP1 = 0.90
 
@@ -22,6 +26,14 @@ INT8_MIN_TOP1 = 0.90
 @pytest.fixture(scope="module")
 def default_model():
     return me.load_model(device="cpu", verbose=False)
+
+
+@pytest.fixture(scope="module")
+def heldout_text():
+    """(4, 65) windows of the embedded default's held-out English text."""
+    tokenizer = me.load_tokenizer(mistral_common_v1_path())
+    stream = corpus.tokenize_documents(tokenizer, corpus.heldout_sample())
+    return torch.from_numpy(corpus.text_batch(stream, np.random.default_rng(1), 4, 64).astype(np.int64))
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +128,10 @@ def test_int8_linear_is_the_matmul_with_the_dequantised_weight():
     assert torch.allclose(layer(x), F.linear(x, layer.dequantized()), atol=1e-5)
 
 
-def test_int8_error_on_the_embedded_default_is_within_the_stated_bound(default_model, tokens, mistral_folder):
+def test_int8_error_on_the_embedded_default_is_within_the_stated_bound(default_model, heldout_text, mistral_folder):
     quantised = me.load_model(mistral_folder, device="cpu", strategy="int8", verbose=False)
     with torch.no_grad():
-        report = compare_logits(default_model(tokens), quantised(tokens))
+        report = compare_logits(default_model(heldout_text), quantised(heldout_text))
     assert report["max_abs_logit_diff"] <= INT8_MAX_DIFF_OVER_STD * report["reference_logit_std"], report
     assert report["top1_agreement"] >= INT8_MIN_TOP1, report
     assert report["max_abs_logit_diff"] > 0  # it really is quantised
@@ -128,9 +140,9 @@ def test_int8_error_on_the_embedded_default_is_within_the_stated_bound(default_m
     assert block_bytes < 0.27 * full_block_bytes  # int8 + scales vs float32: a bit over a quarter
 
 
-def test_int8_of_a_loaded_model_matches_int8_loading(default_model, tokens):
+def test_int8_of_a_loaded_model_matches_int8_loading(default_model, heldout_text):
     in_place = me.load_model(device="cpu", strategy="int8", verbose=False)
     with torch.no_grad():
-        report = compare_logits(default_model(tokens), in_place(tokens))
+        report = compare_logits(default_model(heldout_text), in_place(heldout_text))
     assert report["top1_agreement"] >= INT8_MIN_TOP1
     assert sum(isinstance(m, Int8Linear) for m in in_place.modules()) == 7 * in_place.cfg.n_layers
