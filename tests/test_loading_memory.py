@@ -2,7 +2,10 @@
 
 A checkpoint of about 300 MB in the real bf16 layout is loaded in bf16 (so no cast needs a second
 buffer) by a fresh Python process, which reports its resident memory before load_model and its peak
-(ru_maxrss) after. The difference must stay under 1.3x the checkpoint's size, in both layouts.
+(VmHWM) after. The difference must stay under 1.3x the checkpoint's size, in both layouts.
+
+The peak is VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent across
+fork and exec, so a child of a large pytest process would report the parent's footprint.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ CFG = me.ModelConfig(dim=1024, n_layers=6, head_dim=64, hidden_dim=3584, n_heads
 LIMIT = 1.3
 
 MEASURE = textwrap.dedent("""
-    import json, os, resource, sys
+    import json, os, sys
     import torch
     import mistral_edu as me
 
@@ -37,7 +40,8 @@ MEASURE = textwrap.dedent("""
     torch.ones(1) @ torch.ones(1)  # let torch finish its lazy start-up before the baseline
     before = rss()
     model = me.load_model(sys.argv[1], device="cpu", dtype="bf16", verbose=False)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
     held = sum(p.numel() * p.element_size() for p in model.parameters())
     print(json.dumps({"before": before, "peak": peak, "held": held}))
 """)
