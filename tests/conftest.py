@@ -123,3 +123,12 @@ def write_hf_layout(tensors: dict, cfg: me.ModelConfig, folder, shards: int = 3)
             total += math.prod(tensors[n].shape) * torch.empty(0, dtype=tensors[n].dtype).element_size()
     index = {"metadata": {"total_size": total}, "weight_map": weight_map}
     (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Two threads on a shared 2-core machine run 10x slower than one; restore the setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

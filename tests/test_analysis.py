@@ -18,13 +18,7 @@ from conftest import randomize_
 CFG = dataclasses.replace(me.ModelConfig.tiny(), vocab_size=512)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Two threads on a shared 2-core machine run 10x slower than one; restore the setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
