@@ -100,9 +100,9 @@ def test_streaming_holds_one_unit_at_a_time(tokens, mistral_folder):
     assert len(seen) == streamed.cfg.n_layers and all(s == block for s in seen) and block <= one_block
 
 
-def test_streaming_the_untrained_default_is_a_clear_error():
-    if (me.weights.DEFAULT_DIR / "params.json").is_file():
-        pytest.skip("a trained default ships as files, so it can be streamed")
+def test_streaming_an_unshipped_default_is_a_clear_error(no_weights_anywhere, monkeypatch):
+    """Without default/params.json the default is initialised in memory: there is no file to stream."""
+    monkeypatch.setattr(me.weights, "DEFAULT_DIR", no_weights_anywhere / "no_default")
     with pytest.raises(ValueError, match="save_consolidated"):
         me.load_model(device="cpu", strategy="stream", verbose=False)
 
