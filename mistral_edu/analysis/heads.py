@@ -19,7 +19,7 @@ import torch
 __all__ = [
     "attention_patterns", "previous_token_score", "first_token_score", "induction_score",
     "duplicate_token_score", "previous_token_scores", "first_token_scores", "induction_scores",
-    "duplicate_token_scores", "repeated_random_tokens", "word_token_ids", "top_heads",
+    "duplicate_token_scores", "head_entropy", "repeated_random_tokens", "word_token_ids", "top_heads",
 ]
 
 
@@ -45,6 +45,16 @@ def first_token_score(pattern: torch.Tensor) -> torch.Tensor:
     """(heads,): mean attention from each position i >= 1 to position 0 (the sink)."""
     _check_pattern(pattern)
     return pattern[..., 1:, 0].float().mean(dim=(0, -1))
+
+
+def head_entropy(pattern: torch.Tensor) -> torch.Tensor:
+    """(heads,): mean entropy (nats) of each head's attention rows, 0 log 0 taken as 0.
+
+    0 for a head that looks at one key, log(k) for one that spreads evenly over k keys.
+    """
+    p = pattern.double()                                                           # (batch, heads, q, k)
+    plogp = torch.where(p > 0, p * p.log(), torch.zeros_like(p))
+    return (-plogp.sum(-1)).mean(dim=(0, -1)).to(pattern.dtype)                   # (heads,)
 
 
 def _second_half_offset_score(pattern: torch.Tensor, span: int, offset: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ from typing import Callable
 import torch
 
 from . import check, compare_tensors
+from ..analysis.heads import head_entropy, induction_score, induction_scores, previous_token_score
 from ..config import ModelConfig
 from ..model import Transformer
 from ..model.attention import repeat_kv
@@ -25,7 +26,7 @@ __all__ = [
     "check_rmsnorm", "check_rope", "check_repeat_kv", "check_decode_step", "check_kv_cache_bytes",
     "check_weight_bytes", "check_top_p", "check_rolling_slot", "check_previous_token_scores",
     "check_head_entropy", "check_induction_scores", "check_induction_head", "check_patching",
-    "repeated_tokens", "induction_scores",
+    "repeated_tokens", "model_induction_scores",
 ]
 
 
@@ -358,11 +359,6 @@ def _random_pattern(seed: int, batch=2, heads=3, seq=7) -> torch.Tensor:
     return scores.masked_fill(~mask, float("-inf")).softmax(-1)    # (batch, heads, q, k)
 
 
-def previous_token_scores(pattern: torch.Tensor) -> torch.Tensor:
-    """Mean attention from each query i >= 1 to key i - 1, per head: (batch, heads, q, k) -> (heads,)."""
-    return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, -1))
-
-
 def check_previous_token_scores(fn) -> bool:
     """fn(pattern (batch, heads, q, k)) -> (heads,) mean attention on the key just before each query."""
     hint = ("the entries pattern[b, h, i, i-1] for i = 1..seq-1 form the diagonal below the main one: "
@@ -375,7 +371,7 @@ def check_previous_token_scores(fn) -> bool:
         got = _call(fn, pattern.clone())
         if got is None:
             return "your function returned None (still the stub?)"
-        return _diagnose(got, previous_token_scores(pattern), {
+        return _diagnose(got, previous_token_score(pattern), {
             "that is the main diagonal (attention to the token itself): use offset=-1":
                 lambda: pattern.diagonal(dim1=-2, dim2=-1).mean(dim=(0, -1)),
             "that is a sum: average over the positions (and batch), so scores are in [0, 1]":
@@ -384,13 +380,6 @@ def check_previous_token_scores(fn) -> bool:
                 lambda: pattern[..., torch.arange(7), torch.arange(7) - 1].mean(dim=(0, -1)),
         })
     return check(fn, verify, hint, "previous-token scores per head")
-
-
-def head_entropy(pattern: torch.Tensor) -> torch.Tensor:
-    """Mean entropy (nats) of each head's attention rows: (batch, heads, q, k) -> (heads,)."""
-    p = pattern.double()
-    plogp = torch.where(p > 0, p * p.log(), torch.zeros_like(p))
-    return (-plogp.sum(-1)).mean(dim=(0, -1)).to(pattern.dtype)
 
 
 def check_head_entropy(fn) -> bool:
@@ -429,16 +418,6 @@ def repeated_tokens(vocab_size: int, period: int = 20, batch: int = 4, seed: int
     return torch.cat([bos, half, half], dim=1)                 # (batch, 1 + 2 * period)
 
 
-def induction_scores(pattern: torch.Tensor, period: int) -> torch.Tensor:
-    """Mean attention of second-copy queries to the token after their earlier copy: -> (heads,).
-
-    Positions are those of repeated_tokens: BOS at 0, the first copy at 1..period, the second at
-    period+1..2*period. Query i of the second copy scores pattern[..., i, i - period + 1].
-    """
-    queries = torch.arange(period + 1, 2 * period + 1)
-    return pattern[..., queries, queries - period + 1].mean(dim=(0, -1))
-
-
 def check_induction_scores(fn) -> bool:
     """fn(pattern, period) -> (heads,) induction scores on a repeated_tokens() sequence."""
     hint = ("for each query i in the second copy (i = period+1 .. 2*period) take pattern[..., i, i - period + 1]: "
@@ -454,7 +433,7 @@ def check_induction_scores(fn) -> bool:
         got = _call(fn, pattern.clone(), period)
         if got is None:
             return "your function returned None (still the stub?)"
-        return _diagnose(got, induction_scores(pattern, period), {
+        return _diagnose(got, induction_score(pattern, period), {
             "that is the earlier copy of the SAME token (i - period, a duplicate-token head); an induction "
             "head looks one further, at i - period + 1": lambda: pattern[..., q, q - period].mean(dim=(0, -1)),
             "that is the previous token (i - 1): a previous-token head, not an induction head":
@@ -467,10 +446,7 @@ def check_induction_scores(fn) -> bool:
 
 def model_induction_scores(model, period: int = 20, batch: int = 4, seed: int = 0) -> torch.Tensor:
     """(n_layers, n_heads) induction scores of a model on repeated_tokens()."""
-    tokens = repeated_tokens(model.cfg.vocab_size, period, batch, seed).to(model.device)
-    _, cache = model.run_with_cache(tokens, names=lambda n: n.endswith("hook_pattern"))
-    return torch.stack([induction_scores(cache["pattern", layer].float(), period)
-                        for layer in range(model.cfg.n_layers)])
+    return induction_scores(model, repeated_tokens(model.cfg.vocab_size, period, batch, seed).to(model.device), period)
 
 
 def check_induction_head(answer, model, period: int = 20, batch: int = 4, seed: int = 0) -> bool:

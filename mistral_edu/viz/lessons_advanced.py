@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .. import memory
 from ..config import ModelConfig
 
 GIB = 2**30
@@ -31,19 +32,20 @@ def decode_cost_chart(lengths, cached_ms, recomputed_ms, title: str = "Cost of o
     return fig
 
 
-def kv_cache_memory_chart(cfg: ModelConfig, max_context: int | None = None, bytes_per_value: int = 2):
+def kv_cache_memory_chart(cfg: ModelConfig, max_context: int | None = None, cache_dtype: str = "bf16"):
     """KV-cache GiB against context length, with GQA (n_kv_heads) and as it would be without (n_heads)."""
     max_context = max_context or cfg.max_seq_len
     context = np.linspace(0, max_context, 65)
-    per_token = 2 * cfg.n_layers * cfg.head_dim * bytes_per_value
+    with_gqa = memory.kv_cache_bytes(cfg, 1, cache_dtype=cache_dtype)               # bytes per token
+    without_gqa = memory.kv_cache_bytes(cfg, 1, cache_dtype=cache_dtype, gqa=False)
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    ax.plot(context, context * per_token * cfg.n_heads / GIB, "--", color="#e15759",
-            label=f"without GQA: {cfg.n_heads} KV heads, {per_token * cfg.n_heads // KIB} KiB/token")
-    ax.plot(context, context * per_token * cfg.n_kv_heads / GIB, color="#4e79a7",
-            label=f"with GQA: {cfg.n_kv_heads} KV heads, {per_token * cfg.n_kv_heads // KIB} KiB/token")
+    ax.plot(context, context * without_gqa / GIB, "--", color="#e15759",
+            label=f"without GQA: {cfg.n_heads} KV heads, {without_gqa // KIB} KiB/token")
+    ax.plot(context, context * with_gqa / GIB, color="#4e79a7",
+            label=f"with GQA: {cfg.n_kv_heads} KV heads, {with_gqa // KIB} KiB/token")
     ax.set_xlabel("tokens in context")
     ax.set_ylabel("GiB (batch 1)")
-    ax.set_title(f"KV cache in {8 * bytes_per_value}-bit floats")
+    ax.set_title(f"KV cache in {cache_dtype}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

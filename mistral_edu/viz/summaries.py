@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from ..analysis.heads import first_token_score
+from ..analysis.heads import first_token_score, head_entropy
 from .figure import finish, label_font_size, new_figure, printable
 
 
@@ -34,13 +34,6 @@ def residual_norms(cache, save=None):
     ax.legend(fontsize=7)
     ax.set_title("Residual stream norm by layer", fontsize=10)
     return finish(fig, save)
-
-
-def head_entropy(pattern: torch.Tensor) -> torch.Tensor:
-    """(heads,): mean entropy (nats) of each head's attention rows; log(k) would be uniform over k keys."""
-    p = pattern.float()                                                          # (batch, heads, q, k)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)                       # (batch, heads, q)
-    return entropy.mean(dim=(0, 2))
 
 
 def head_summaries(cache) -> dict[str, torch.Tensor]:
