@@ -28,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
-from mistral_edu import fast_decode  # noqa: E402
-from mistral_edu.fast_decode import FastDecoder  # noqa: E402
+from mistral_edu.generation import fast_path as fast_decode  # noqa: E402
+from mistral_edu.generation.fast_path import FastDecoder  # noqa: E402
 from reference_model import set_attention, transformers_twin  # noqa: E402
 
 GiB = 2**30

@@ -62,8 +62,8 @@ def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
     """Mistral layout in root/mistral, HF layout (3 shards + index) in root/hf; never the whole model in RAM."""
     from mistral_edu import ModelConfig
     from mistral_edu.memory import tensor_shapes
-    from mistral_edu.safetensors_io import LazyTensor, write_safetensors
-    from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
+    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
+    from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
 
     cfg = ModelConfig.mistral_7b_instruct_v02()
     shapes = tensor_shapes(cfg)
@@ -162,7 +162,7 @@ def main() -> None:
 
     from mistral_edu.memory import weight_bytes
     from mistral_edu import ModelConfig
-    from mistral_edu.quantize import compare_logits
+    from mistral_edu.checkpoints.int8 import compare_logits
 
     weights = weight_bytes(ModelConfig.mistral_7b_instruct_v02(), "bf16")
     parent = Path(args.dir or tempfile.gettempdir())

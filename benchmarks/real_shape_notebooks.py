@@ -33,7 +33,7 @@ def write_checkpoint(folder: Path) -> None:
     from full_size_memory import synthetic_tensor  # the memory benchmark's fast random-looking bf16
     from mistral_edu import ModelConfig
     from mistral_edu.memory import tensor_shapes
-    from mistral_edu.safetensors_io import LazyTensor, write_safetensors
+    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
 
     cfg = ModelConfig.mistral_7b_instruct_v02()
     shapes = tensor_shapes(cfg)

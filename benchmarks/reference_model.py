@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
+from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
 
 
 def hf_config(cfg, attn_implementation: str = "sdpa"):

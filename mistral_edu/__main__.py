@@ -13,8 +13,9 @@ import torch
 
 from . import memory
 from .config import ModelConfig
+from .dtypes import dtype_name
 from .tokenizer import load_tokenizer, mistral_common_v1_path
-from .weights import default_dtype, find_checkpoint, parse_device, read_config
+from .checkpoints.load import default_dtype, find_checkpoint, parse_device, read_config
 
 
 def describe_weights() -> str:
@@ -54,7 +55,7 @@ def describe_fit(device: torch.device, context: int) -> str:
     """Whether Mistral-7B-Instruct-v0.2 fits on device, in the dtype load_model would choose there."""
     cfg = ModelConfig.mistral_7b_instruct_v02()
     dtype, why = default_dtype(cfg, device)
-    fmt = memory.dtype_name(dtype)
+    fmt = dtype_name(dtype)
     plan = memory.estimate(cfg, weights=fmt, context=context)
     needed = plan.total_with_overhead if device.type == "cuda" else plan.total
     line = f"Mistral-7B-Instruct-v0.2 in {fmt} ({why}), context {context:,}: needs {needed / 1e9:.1f} GB"

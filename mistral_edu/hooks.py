@@ -16,6 +16,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from .names import layer_of
+
 HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
 NameFilter = "str | tuple[str, int] | Callable[[str], bool]"
 
@@ -31,8 +33,7 @@ class HookPoint(nn.Module):
     @property
     def layer(self) -> int | None:
         """The block index this hook point lives in, or None outside the blocks."""
-        match = re.match(r"layers\.(\d+)\.", self.name)
-        return int(match.group(1)) if match else None
+        return layer_of(self.name)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # Bypasses nn.Module.__call__: an unhooked point must cost one list check, nothing more.

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import ModelConfig
+from .dtypes import DTYPE_BYTES, dtype_name
+from .names import is_block_matrix, layer_of
 
 GB = 10**9
 GiB = 2**30
@@ -74,34 +76,7 @@ def parameter_count(cfg: ModelConfig) -> int:
     return 2 * cfg.vocab_size * cfg.dim + cfg.n_layers * per_layer + cfg.dim
 
 
-def layer_of(name: str) -> int | None:
-    match = re.match(r"layers\.(\d+)\.", name)
-    return int(match.group(1)) if match else None
-
-
-def is_block_matrix(name: str) -> bool:
-    """A 2-D weight inside a block (wq..wo, w1..w3): what GPTQ/AWQ/bitsandbytes/our int8 quantise."""
-    return layer_of(name) is not None and not name.endswith("norm.weight")
-
-
 # ----------------------------------------------------------------------------- weight formats
-
-DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1, "int8": 1}
-_DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int8: "int8",
-                "float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
-
-
-def dtype_name(dtype) -> str:
-    """'fp32' | 'bf16' | 'fp16' | 'fp8' | 'int8' for a torch dtype or a name; an error otherwise."""
-    if isinstance(dtype, str) and dtype.lower() in DTYPE_BYTES:
-        return dtype.lower()
-    name = _DTYPE_NAMES.get(dtype.lower() if isinstance(dtype, str) else dtype)
-    if name is None and isinstance(dtype, torch.dtype) and "float8" in str(dtype):
-        name = "fp8"
-    if name is None:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)} or a torch dtype")
-    return name
-
 
 def _plain(bytes_per_param: int):
     return lambda name, shape, cfg: math.prod(shape) * bytes_per_param

@@ -141,7 +141,7 @@ def load_tokenizer(path=None) -> Tokenizer:
                 raise FileNotFoundError(f"{path} has no tokenizer.model; pass the file, or None for the v1 default")
             path = path / "tokenizer.model"
         return Tokenizer(path)
-    from .weights import find_checkpoint
+    from .checkpoints.load import find_checkpoint
     checkpoint = find_checkpoint()
     if (checkpoint.folder / "tokenizer.model").is_file():
         return Tokenizer(checkpoint.folder / "tokenizer.model")

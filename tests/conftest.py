@@ -97,8 +97,8 @@ def write_hf_layout(tensors: dict, cfg: me.ModelConfig, folder, shards: int = 3)
     import json
     from pathlib import Path
 
-    from mistral_edu.safetensors_io import LazyTensor, write_safetensors
-    from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
+    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
+    from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
 
     def to_hf(name, t):
         n = cfg.n_heads if name.endswith("wq.weight") else cfg.n_kv_heads

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import mistral_edu as me
-from mistral_edu import fast_decode
-from mistral_edu.fast_decode import FastDecoder, fast_path_applies
+from mistral_edu.generation import fast_path as fast_decode
+from mistral_edu.generation.fast_path import FastDecoder, fast_path_applies
 
 from conftest import randomize_, small_config
 

@@ -20,7 +20,7 @@ import torch
 import mistral_edu as me
 from conftest import write_hf_layout
 from mistral_edu.memory import tensor_shapes
-from mistral_edu.safetensors_io import LazyTensor, write_safetensors
+from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
 
 # 148M parameters: 296 MB in bf16; its largest tensors (the 65 MB embedding and output) are what a
 # loader that kept a second copy of even one tensor at a time would add on top.

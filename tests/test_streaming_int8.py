@@ -9,11 +9,12 @@ import torch
 import torch.nn.functional as F
 
 import mistral_edu as me
-from mistral_edu import corpus, memory
-from mistral_edu.quantize import Int8Linear, compare_logits, quantize_int8
-from mistral_edu.safetensors_io import write_safetensors
+from mistral_edu import memory
+from mistral_edu.default import corpus
+from mistral_edu.checkpoints.int8 import Int8Linear, compare_logits, quantize_int8
+from mistral_edu.checkpoints.safetensors_io import write_safetensors
 from mistral_edu.tokenizer import mistral_common_v1_path
-from mistral_edu.weights import mistral_to_hf_name, permute_for_hf
+from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
 
 # The stated int8 error on the embedded default, measured on held-out English text (the input it is
 # for): logits move by at most 15% of their own spread, and the argmax agrees at 90% of positions or
@@ -102,7 +103,7 @@ def test_streaming_holds_one_unit_at_a_time(tokens, mistral_folder):
 
 def test_streaming_an_unshipped_default_is_a_clear_error(no_weights_anywhere, monkeypatch):
     """Without default/params.json the default is initialised in memory: there is no file to stream."""
-    monkeypatch.setattr(me.weights, "DEFAULT_DIR", no_weights_anywhere / "no_default")
+    monkeypatch.setattr(me.checkpoints.load, "DEFAULT_DIR", no_weights_anywhere / "no_default")
     with pytest.raises(ValueError, match="save_consolidated"):
         me.load_model(device="cpu", strategy="stream", verbose=False)
 

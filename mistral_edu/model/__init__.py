@@ -1,10 +1,12 @@
 """The Mistral transformer, one idea per module."""
 from .attention import Attention, AttentionSpan, repeat_kv
 from .block import TransformerBlock
-from .feed_forward import FeedForward
-from .rmsnorm import RMSNorm
-from .rope import apply_rope, rope_inverse_frequencies, rope_rotations
-from .transformer import Transformer
+from .feed_forward import FeedForward, swiglu
+from .kv_cache import KVCache
+from .rmsnorm import RMSNorm, rms_norm
+from .rope import apply_rope, rope_inverse_frequencies, rope_rotations, rotate_pairs
+from .transformer import Transformer, random_init_
 
-__all__ = ["Attention", "AttentionSpan", "FeedForward", "RMSNorm", "Transformer", "TransformerBlock",
-           "apply_rope", "repeat_kv", "rope_inverse_frequencies", "rope_rotations"]
+__all__ = ["Attention", "AttentionSpan", "FeedForward", "KVCache", "RMSNorm", "Transformer", "TransformerBlock",
+           "apply_rope", "random_init_", "repeat_kv", "rms_norm", "rope_inverse_frequencies",
+           "rope_rotations", "rotate_pairs", "swiglu"]

@@ -7,6 +7,11 @@ from ..config import ModelConfig
 from ..hooks import HookPoint
 
 
+def swiglu(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """silu(gate) * up: the gate decides, per hidden unit, how much of up passes."""
+    return F.silu(gate) * up                                  # (..., hidden_dim)
+
+
 class FeedForward(nn.Module):
     """A gated MLP: w1 x decides how much of w3 x passes through, per hidden unit (Shazeer 2020)."""
 
@@ -22,5 +27,5 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.hook_pre(self.w1(x))                      # (batch, seq, hidden_dim)
         up = self.hook_pre_linear(self.w3(x))                 # (batch, seq, hidden_dim)
-        hidden = self.hook_post(F.silu(gate) * up)            # (batch, seq, hidden_dim)
+        hidden = self.hook_post(swiglu(gate, up))              # (batch, seq, hidden_dim)
         return self.w2(hidden)                                # (batch, seq, dim)

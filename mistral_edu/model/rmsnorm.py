@@ -5,6 +5,16 @@ from torch import nn
 from ..hooks import HookPoint
 
 
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x / sqrt(mean(x^2) + eps) * weight: the statistic in float32, the gain in x's dtype.
+
+    The module below and the fast generation path both call this one function.
+    """
+    x32 = x.float()                                                      # (..., dim)
+    normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)  # (..., dim)
+    return normed.type_as(x) * weight                                    # (..., dim)
+
+
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight, computed in float32 as Mistral's reference does.
 
@@ -19,6 +29,4 @@ class RMSNorm(nn.Module):
         self.hook_normalized = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()                                                  # (batch, seq, dim)
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.hook_normalized(normed.type_as(x) * self.weight)    # (batch, seq, dim)
+        return self.hook_normalized(rms_norm(x, self.weight, self.eps))  # (batch, seq, dim)

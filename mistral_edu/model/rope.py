@@ -25,3 +25,16 @@ def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (batch, seq, heads, head_dim/2)
     rotated = pairs * rotations[None, :, None, :]                          # (batch, seq, heads, head_dim/2)
     return torch.view_as_real(rotated).flatten(-2).type_as(x)             # (batch, seq, heads, head_dim)
+
+
+def rotate_pairs(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """apply_rope in real arithmetic: (a + ib)(cos + i sin) written out for each pair (2i, 2i+1).
+
+    torch.compile does not fuse complex tensors, so the fast generation path uses this form; cos and
+    sin are rope_rotations(...).real and .imag, already shaped to broadcast against x's pairs. A test
+    checks that both forms agree.
+    """
+    pairs = x.float().unflatten(-1, (-1, 2))                                   # (..., head_dim/2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]                                        # (..., head_dim/2)
+    rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)      # (..., head_dim/2, 2)
+    return rotated.flatten(-2).type_as(x)                                      # (..., head_dim)

@@ -1,6 +1,7 @@
 """The whole model: embed, 32 blocks, final norm, output head. Names match consolidated.safetensors."""
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -29,6 +30,22 @@ def shapes_only():
             yield
     finally:
         nn.Embedding.reset_parameters = reset
+
+
+@torch.no_grad()
+def random_init_(model: nn.Module, seed: int = 0, std: float = 0.02, scale_residual_outputs: bool = False):
+    """Fill every matrix with Normal(0, std), deterministically from seed, without touching the global RNG.
+
+    scale_residual_outputs divides the std of wo and w2 (the matrices that write into the residual
+    stream) by sqrt(2 * n_layers), as GPT-2 does, so the stream does not grow with depth at the start
+    of training. Norm gains keep their ones. Returns the model.
+    """
+    generator = torch.Generator(device=model.output.weight.device).manual_seed(seed)
+    residual_std = std / math.sqrt(2 * model.cfg.n_layers) if scale_residual_outputs else std
+    for name, p in model.named_parameters():
+        if p.dim() == 2:
+            p.normal_(0.0, residual_std if name.endswith(("wo.weight", "w2.weight")) else std, generator=generator)
+    return model
 
 
 class Transformer(nn.Module):

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 JARGON_FILE = Path("/usr/share/doc/jargon-text/jargon.txt.gz")
-HELDOUT_SAMPLE = Path(__file__).parent / "default" / "heldout.txt"
+HELDOUT_SAMPLE = Path(__file__).parent / "heldout.txt"
 HELDOUT_EVERY = 40
 INSTALL_HINT = "install the corpus with `apt-get install bible-kjv jargon-text` (Debian/Ubuntu)"
 

@@ -5,8 +5,8 @@ from typing import Callable
 
 import torch
 
-from .fast_decode import FastDecoder, fast_path_applies
-from .kv_cache import KVCache
+from .fast_path import FastDecoder, fast_path_applies
+from ..model.kv_cache import KVCache
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator=None) -> torch.Tensor:

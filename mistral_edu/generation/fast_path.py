@@ -35,8 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import hook_points
-from .model.rope import rope_rotations
+from ..hooks import hook_points
+from ..model import rms_norm, rope_rotations, rotate_pairs, swiglu
 
 # Prompts are pushed through the cache this many tokens at a time, so the activations of a 32k prompt
 # (a 32k x 14336 SwiGLU intermediate alone is 0.9 GB in bf16) never exist at once; per chunk they take
@@ -54,30 +54,12 @@ COMPILE_ON_CUDA = True
 # Plain functions of tensors (no modules), so that torch.compile sees only tensors and compiles each
 # once for all 32 layers. They compute what model/*.py computes; tests check the tokens are the same.
 
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    """model/rmsnorm.py as a function: the statistic in float32, the gain in the model's dtype."""
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)).type_as(x) * weight
-
-
-def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """RoPE on (batch, heads, seq, head_dim), pairs (2i, 2i+1), in real arithmetic.
-
-    (a + ib)(cos + i sin) written out, because torch.compile does not fuse complex tensors;
-    the numbers are model/rope.py's.
-    """
-    pairs = x.float().unflatten(-1, (-1, 2))                                   # (batch, heads, seq, head_dim/2, 2)
-    a, b = pairs[..., 0], pairs[..., 1]                                        # (batch, heads, seq, head_dim/2)
-    rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)      # (batch, heads, seq, head_dim/2, 2)
-    return rotated.flatten(-2).type_as(x)                                      # (batch, heads, seq, head_dim)
-
-
 def attention_inputs(x, norm_weight, wqkv, cos, sin, eps: float, n_heads: int, n_kv_heads: int):
     """Normalise, project with the fused wq|wk|wv, rotate: q (b, n_heads, s, hd), k and v (b, n_kv_heads, s, hd)."""
     batch, seq, _ = x.shape
     qkv = F.linear(rms_norm(x, norm_weight, eps), wqkv)                       # (batch, seq, (n_heads + 2 n_kv) head_dim)
     qkv = qkv.view(batch, seq, n_heads + 2 * n_kv_heads, -1).transpose(1, 2)   # (batch, all heads, seq, head_dim)
-    qk = rotate(qkv[:, :n_heads + n_kv_heads], cos, sin)                       # q and k heads rotated together
+    qk = rotate_pairs(qkv[:, :n_heads + n_kv_heads], cos, sin)                       # q and k heads rotated together
     return qk[:, :n_heads], qk[:, n_heads:], qkv[:, n_heads + n_kv_heads:]
 
 
@@ -116,7 +98,7 @@ def attention_output_and_feed_forward(x, z, wo, norm_weight, w13, w2, eps: float
     """The rest of the block: x + wo z, then + w2(silu(w1 h) * w3 h) with the fused w1|w3."""
     x = x + F.linear(z, wo)                                                    # (batch, seq, dim)
     gate, up = F.linear(rms_norm(x, norm_weight, eps), w13).chunk(2, dim=-1)   # (batch, seq, hidden_dim) each
-    return x + F.linear(F.silu(gate) * up, w2)                                 # (batch, seq, dim)
+    return x + F.linear(swiglu(gate, up), w2)                                  # (batch, seq, dim)
 
 
 _COMPILED: dict[str, object] = {}

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .config import ModelConfig
-from .model.attention import AttentionSpan
+from ..config import ModelConfig
+from .attention import AttentionSpan
 
 
 class KVCache:

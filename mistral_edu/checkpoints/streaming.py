@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .model.transformer import Transformer, shapes_only
+from ..config import ModelConfig
+from ..model.transformer import Transformer, shapes_only
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class TensorOnDisk:
 
     def load(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Map the bytes (no read until used) and move or cast them to device and dtype."""
-        from .weights import unpermute_from_hf
+        from .load import unpermute_from_hf
 
         nbytes = math.prod(self.shape) * torch.empty(0, dtype=self.stored_dtype).element_size()
         start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY  # mappings start on a page boundary

@@ -1,7 +1,7 @@
 """Train the embedded default: ModelConfig.tiny() on public-domain English plus repeated random spans.
 
-    python -m mistral_edu.train_default                 # train (resumes from --work if a state is there)
-    python -m mistral_edu.train_default --export-only   # write the latest state to mistral_edu/default
+    python -m mistral_edu.default.train                 # train (resumes from --work if a state is there)
+    python -m mistral_edu.default.train --export-only   # write the latest state to mistral_edu/default
 
 Deterministic given --seed: step s draws its batch from np.random.default_rng([seed, s]), so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
@@ -29,16 +29,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import corpus
-from .analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
+from ..analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
                              previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
-from .config import ModelConfig
-from .model import Transformer
-from .model.attention import AttentionSpan
-from .model.rope import rope_rotations
-from .safetensors_io import SafetensorsFile, write_safetensors
-from .tokenizer import load_tokenizer
-from .generate import generate
-from .weights import DEFAULT_DIR, load_model, save_consolidated
+from ..config import ModelConfig
+from ..model import Transformer
+from ..model.attention import AttentionSpan
+from ..model.rope import rope_rotations
+from ..checkpoints.safetensors_io import SafetensorsFile, write_safetensors
+from ..tokenizer import load_tokenizer
+from ..generation.generate import generate
+from ..checkpoints.load import load_model, save_consolidated
+from . import DEFAULT_DIR
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -15,20 +15,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .config import ModelConfig
-from .model.transformer import Transformer, shapes_only
-from .memory import choose_strategy, is_block_matrix, parameter_count
-from .quantize import quantize_model, set_int8
+from ..config import ModelConfig
+from ..dtypes import parse_dtype
+from ..model.transformer import Transformer, random_init_, shapes_only
+from ..memory import choose_strategy, parameter_count
+from ..names import is_block_matrix
+from .int8 import quantize_model, set_int8
 from .safetensors_io import LazyTensor, SafetensorsFile, write_safetensors
 from .streaming import StreamedTransformer, tensors_on_disk
 
 HF_REPO_FOLDER = "models--mistralai--Mistral-7B-Instruct-v0.2"
-DEFAULT_DIR = Path(__file__).parent / "default"
+from ..default import DEFAULT_DIR
 WEIGHTS_ENV = "MISTRAL_EDU_WEIGHTS"
-
-_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
-           "float16": torch.float16, "half": torch.float16, "fp32": torch.float32,
-           "float32": torch.float32, "float": torch.float32}
 
 # Hugging Face name (with N for the layer) -> ours. Learners see the same table in notebook 05.
 _HF_TO_MISTRAL = {
@@ -221,16 +219,6 @@ def tensor_plan(checkpoint: Checkpoint, cfg: ModelConfig, model: nn.Module) -> l
 
 # ----------------------------------------------------------------------------- dtype and device
 
-def parse_dtype(dtype) -> torch.dtype | None:
-    if dtype is None or isinstance(dtype, torch.dtype):
-        if dtype is not None and dtype not in (torch.float32, torch.bfloat16, torch.float16):
-            raise ValueError(f"dtype {dtype} is not supported; use torch.float32, torch.bfloat16 or torch.float16")
-        return dtype
-    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return _DTYPES[dtype.lower()]
-    raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)} or a torch dtype")
-
-
 def parse_device(device) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -253,7 +241,7 @@ def parse_device(device) -> torch.device:
 
 def default_dtype(cfg: ModelConfig, device: torch.device) -> tuple[torch.dtype, str]:
     """Small models compute in float32; the 7B in bf16, as stored, where bf16 matmuls run natively."""
-    from .memory import parameter_count
+    from ..memory import parameter_count
     if parameter_count(cfg) < 1_000_000_000:
         return torch.float32, "float32: a small model, so exact reference maths costs little"
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -272,12 +260,7 @@ def _set_tensor(model: nn.Module, name: str, value: torch.Tensor) -> None:
 
 def _init_default(cfg: ModelConfig, dtype, device) -> Transformer:
     """A deterministically initialised embedded default, for when no trained checkpoint is shipped."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Transformer(cfg)
-        for name, p in model.named_parameters():
-            if p.dim() == 2:
-                nn.init.normal_(p, std=0.02)
+    model = random_init_(Transformer(cfg), seed=0)
     return model.to(device=device, dtype=dtype).requires_grad_(False).eval()
 
 
@@ -341,7 +324,7 @@ def check_tokenizer_matches(folder: Path, cfg: ModelConfig) -> None:
     tokenizer_file = folder / "tokenizer.model"
     if not tokenizer_file.is_file():
         return
-    from .tokenizer import sentencepiece_size
+    from ..tokenizer import sentencepiece_size
     size = sentencepiece_size(tokenizer_file)
     if size != cfg.vocab_size:
         raise ValueError(

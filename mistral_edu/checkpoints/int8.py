@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .memory import is_block_matrix
+from ..names import is_block_matrix
 
 ROWS_PER_CHUNK = 1024
 
