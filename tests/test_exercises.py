@@ -145,7 +145,7 @@ def test_top_p(capsys):
 
     def sampler_frequencies(probs, p):
         # what the package's own sampler draws, counted: it must agree with the checker's nucleus
-        from mistral_edu.generation.generate import sample_next
+        from mistral_edu.generation import sample_next
         g = torch.Generator().manual_seed(0)
         draws = sample_next(probs.log()[None].expand(20000, -1), 1.0, p, g)
         freq = torch.bincount(draws, minlength=probs.numel()).float() / 20000

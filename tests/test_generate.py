@@ -6,7 +6,7 @@ import torch
 
 import mistral_edu as me
 from conftest import randomize_, small_config
-from mistral_edu.generation.generate import sample_next
+from mistral_edu.generation import sample_next
 
 CFG = small_config(dim=128, n_heads=8, n_kv_heads=2, head_dim=16, hidden_dim=448, vocab_size=512, max_seq_len=96)
 

@@ -1,4 +1,4 @@
-"""Generation: prefill the prompt once, then one token at a time through the KV cache."""
+"""generate and chat: prefill the prompt once, then one token at a time through the KV cache."""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,24 +6,8 @@ from typing import Callable
 import torch
 
 from .fast_path import FastDecoder, fast_path_applies
+from .sampling import sample_next
 from ..model.kv_cache import KVCache
-
-
-def sample_next(logits: torch.Tensor, temperature: float, top_p: float, generator=None) -> torch.Tensor:
-    """Pick the next token from (batch, vocab) logits: argmax at temperature 0, else nucleus sampling.
-
-    Top-p keeps the smallest set of most likely tokens whose probabilities add up to top_p, so the
-    long tail of unlikely tokens (each rare, together not rare) is never drawn.
-    """
-    if temperature == 0:
-        return logits.argmax(-1)                                                 # (batch,)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)                  # (batch, vocab)
-    if top_p < 1.0:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)                # (batch, vocab)
-        before = sorted_probs.cumsum(-1) - sorted_probs                          # mass of the better tokens
-        sorted_probs[before >= top_p] = 0.0
-        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)         # (batch, vocab)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)          # (batch,)
 
 
 def _check_settings(max_new_tokens, temperature, top_p):
