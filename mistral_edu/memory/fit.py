@@ -1,0 +1,108 @@
+"""The fit check before loading: free memory on the device against what each load strategy needs.
+
+load_model() calls choose_strategy() before it allocates anything, so a model that cannot fit is
+refused with the arithmetic and the options, instead of failing halfway with an out-of-memory error.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+
+from ..config import ModelConfig
+from ..dtypes import DTYPE_BYTES, dtype_name
+from ..names import is_block_matrix, layer_of
+from .activations import prefill_activation_bytes
+from .kv_cache import kv_cache_bytes
+from .parameters import tensor_shapes
+from .units import GB
+
+# The fit check plans for a prompt of this many tokens: KV cache and activation peak included.
+PLAN_CONTEXT = 4096
+STRATEGIES = ("full", "int8", "stream")
+
+
+def free_memory(device) -> tuple[int, str]:
+    """(bytes free, where the number comes from) on a device, before anything is allocated."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return free, f"torch.cuda.mem_get_info({device})"
+    if device.type in ("cpu", "mps"):  # Apple's GPU shares the machine's RAM
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        return int(line.split()[1]) * 1024, "MemAvailable in /proc/meminfo"
+        except OSError:
+            pass
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free physical pages (sysconf)"
+    raise ValueError(f"cannot tell the free memory of device {device}; pass strategy='full', 'int8' or 'stream'")
+
+
+def strategy_weight_bytes(cfg: ModelConfig, strategy: str, dtype="bf16") -> int:
+    """Weight bytes a strategy holds on the device at its peak, computing in `dtype`."""
+    e = DTYPE_BYTES[dtype_name(dtype)]
+    shapes = tensor_shapes(cfg)
+    if strategy == "full":
+        return e * sum(math.prod(s) for s in shapes.values())
+    if strategy == "int8":
+        return sum(math.prod(s) + 4 * s[0] if is_block_matrix(n) else e * math.prod(s) for n, s in shapes.items())
+    if strategy == "stream":
+        units: dict[str, int] = {}
+        for name, shape in shapes.items():
+            unit = f"layers.{layer_of(name)}" if layer_of(name) is not None else name
+            units[unit] = units.get(unit, 0) + e * math.prod(shape)
+        return max(units.values())
+    raise ValueError(f"unknown strategy {strategy!r}; use 'auto' or one of {', '.join(STRATEGIES)}")
+
+
+def strategy_bytes(cfg: ModelConfig, strategy: str, dtype="bf16", context: int | None = None) -> dict[str, int]:
+    """Weights, KV cache and activation peak of a strategy for a prompt of `context` tokens."""
+    context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
+    return {"weights": strategy_weight_bytes(cfg, strategy, dtype),
+            "KV cache": kv_cache_bytes(cfg, context, 1, dtype),
+            "activations": prefill_activation_bytes(cfg, context, 1, dtype)}
+
+
+def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", verbose: bool = True,
+                    free: int | None = None) -> str:
+    """Check a load against free memory before anything is allocated; "auto" picks the first that fits.
+
+    Refuses (MemoryError) with the arithmetic and the options when the requested strategy does not
+    fit, or when none does.
+    """
+    if strategy != "auto" and strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use 'auto' or one of {', '.join(STRATEGIES)}")
+    device = torch.device(device)
+    if free is None:
+        free, source = free_memory(device)
+    else:
+        source = "as given"
+    needs = {s: strategy_bytes(cfg, s, dtype) for s in STRATEGIES}
+    totals = {s: sum(parts.values()) for s, parts in needs.items()}
+
+    def explain(s: str) -> str:
+        parts = " + ".join(f"{k} {v / GB:.2f}" for k, v in needs[s].items())
+        return f"{s}: {parts} = {totals[s] / GB:.2f} GB"
+
+    table = "\n".join("  " + explain(s) for s in STRATEGIES)
+    where = f"{free / GB:.2f} GB free on {device} ({source}); planned for a {min(PLAN_CONTEXT, cfg.max_seq_len)}-token prompt"
+    if strategy == "auto":
+        for s in STRATEGIES:
+            if totals[s] <= free:
+                if verbose and s != "full":
+                    print(f"mistral_edu: strategy '{s}': {explain('full')} does not fit in {where}; "
+                          f"{explain(s)} does")
+                return s
+        raise MemoryError(f"the model cannot fit on {device} in any way: {where}, and even streaming needs "
+                          f"{totals['stream'] / GB:.2f} GB:\n{table}\nUse a device with more memory, or a "
+                          "smaller model (ModelConfig.tiny() / the embedded default).")
+    if totals[strategy] > free:
+        fitting = [s for s in STRATEGIES if totals[s] <= free]
+        options = (f"strategies that fit: {', '.join(fitting)} (strategy='auto' picks the first)" if fitting
+                   else "nothing fits on this device; use one with more memory")
+        raise MemoryError(f"strategy '{strategy}' needs {totals[strategy] / GB:.2f} GB but {where}:\n{table}\n"
+                          f"{options}. Nothing was loaded.")
+    return strategy
