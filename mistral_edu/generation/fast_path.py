@@ -120,6 +120,8 @@ _COMPILED: dict[str, object] = {}
 def compiled_step_functions() -> dict:
     """The three pieces between the cache writes, compiled once per process (shared by all decoders)."""
     if not _COMPILED:
+        print("mistral_edu: the fast decode step is compiled at its first use, once per process (up to a minute)",
+              flush=True)
         for fn in (attention_inputs, step_attention, attention_output_and_feed_forward):
             _COMPILED[fn.__name__] = torch.compile(fn, fullgraph=True, dynamic=False)
     return _COMPILED
@@ -299,9 +301,6 @@ class FastDecoder:
         The warm-up steps write slot self.position of the cache with a real step's keys and values,
         so the state afterwards is what one ordinary step would leave.
         """
-        if self.compiled:
-            print("mistral_edu: preparing the fast decode step (the first time in a process it compiles: "
-                  "up to a minute)", flush=True)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
