@@ -12,7 +12,6 @@ theirs interleaved so that a change in machine load hits both. Ratios above 1 me
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import sys
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
+from mistral_edu.model import random_init_  # noqa: E402
 from reference_model import transformers_twin  # noqa: E402
 
 PROMPT, NEW_TOKENS = 128, 64
@@ -32,13 +32,7 @@ def mid_size_model() -> me.Transformer:
     """The 7B's proportions (4 query heads per KV head, FFN 3.5x, head_dim 128) at 1/8 of its width."""
     cfg = me.ModelConfig(dim=512, n_layers=8, head_dim=128, hidden_dim=1792, n_heads=4, n_kv_heads=1,
                          norm_eps=1e-5, vocab_size=32000, rope_theta=1e6, max_seq_len=32768)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = me.Transformer(cfg)
-        for p in model.parameters():
-            if p.dim() == 2:
-                torch.nn.init.normal_(p, std=0.02)
-    return model.eval().requires_grad_(False)
+    return random_init_(me.Transformer(cfg), seed=0).eval().requires_grad_(False)
 
 
 def machine(threads: int) -> str:

@@ -6,9 +6,8 @@ of it, and not because of the matmuls: each layer also launches ~40 small kernel
 softmax, SiLU, adds), ~1300 a token. Launching one costs the CPU several microseconds, more than the
 GPU needs to run it, so the GPU mostly waits for the next launch. Three changes close the gap:
 
-1. Fewer matmuls. wq, wk, wv read the same input, and so do w1 and w3: each group is concatenated once
-   into one matrix, and the modules' own weights become views of it (no second copy; edits to either
-   are edits to both). Two matmuls instead of five.
+1. Fewer matmuls. wq, wk, wv read the same input, and so do w1 and w3: `fuse_projections` (fusion.py)
+   lays each group out as one matrix, once, and the decoder multiplies by it. Two matmuls instead of five.
 2. A CUDA graph. The whole step is recorded once and replayed with a single launch per token, which
    removes the CPU from the loop. A graph replays fixed kernels on fixed addresses with fixed shapes,
    hence the static cache: attention always reads all of its slots and masks the ones not written yet.
@@ -21,6 +20,20 @@ GPU needs to run it, so the GPU mostly waits for the next launch. Three changes 
 On the CPU there is no graph, but the fused matmuls and the absence of per-token bookkeeping still
 help, and the output head is stored column-major (see `FastDecoder.__init__`).
 
+What is shared with the model and what is not. The arithmetic is model/'s: rms_norm, rope_rotations,
+rotate_pairs (apply_rope in real numbers, which torch.compile can fuse) and swiglu are the functions
+the modules call, and the tests check the tokens are the plain path's. Two things are the decoder's
+own, because the graph forbids what the plain path does. The layer loop: Transformer.forward goes
+through modules and hook points and builds an AttentionSpan per call, all Python that a graph cannot
+replay and that would hide the weights from torch.compile, so here a loop calls plain functions of
+tensors. The cache: KVCache grows its keys by slicing (a new shape every token) and keeps
+(slots, n_kv_heads) order for the hooks; this one is read whole at fixed addresses, the unwritten
+slots masked, and is stored (n_kv_heads, slots) so that each KV head's keys are one contiguous matrix.
+
+Lifetime. A FastDecoder owns its cache (and on CUDA its captured graph) and holds them as long as it
+lives. `generate` builds one per call and drops it on return, so nothing stays allocated; to replay
+one captured graph across calls, keep a decoder and pass it: generate(..., decoder=decoder).
+
 Hooks must see every step, so `generate` takes the plain path whenever any hook is attached; so it does
 for a sliding window shorter than the generation (the static cache has no rolling buffer).
 """
@@ -28,7 +41,6 @@ from __future__ import annotations
 
 import math
 import warnings
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -37,14 +49,15 @@ from torch import nn
 
 from ..hooks import hook_points
 from ..model import rms_norm, rope_rotations, rotate_pairs, swiglu
+from .fusion import fused_weight, projection_groups
 
 # Prompts are pushed through the cache this many tokens at a time, so the activations of a 32k prompt
 # (a 32k x 14336 SwiGLU intermediate alone is 0.9 GB in bf16) never exist at once; per chunk they take
 # ~0.3 GB for Mistral 7B, and peak memory above the weights is the KV cache plus that (4.3 GiB at 32k).
 PREFILL_CHUNK = 2048
-# The static cache is rounded up to a multiple of this many slots, so generations of similar lengths
-# reuse one cache and one captured graph. Attention reads every slot: 1024 slots of Mistral 7B are
-# 128 MiB, under 1% of the weights read per token.
+# generate sizes its decoder's cache up to a multiple of this many slots: torch.compile specialises the
+# step on the number of slots, so generations of similar lengths share one compiled step. Attention
+# reads every slot: 1024 slots of Mistral 7B are 128 MiB, under 1% of the weights read per token.
 SLOT_ROUNDING = 1024
 # Fuse the elementwise work with torch.compile on CUDA (see 3. above); it costs a one-off compile.
 COMPILE_ON_CUDA = True
@@ -107,6 +120,8 @@ _COMPILED: dict[str, object] = {}
 def compiled_step_functions() -> dict:
     """The three pieces between the cache writes, compiled once per process (shared by all decoders)."""
     if not _COMPILED:
+        print("mistral_edu: the fast decode step is compiled at its first use, once per process (up to a minute)",
+              flush=True)
         for fn in (attention_inputs, step_attention, attention_output_and_feed_forward):
             _COMPILED[fn.__name__] = torch.compile(fn, fullgraph=True, dynamic=False)
     return _COMPILED
@@ -115,38 +130,7 @@ def compiled_step_functions() -> dict:
 PLAIN_STEP_FUNCTIONS = {fn.__name__: fn for fn in (attention_inputs, step_attention, attention_output_and_feed_forward)}
 
 
-# ----------------------------------------------------------------------------- fused weights
-
-def fuse_linears(linears: list[nn.Linear]) -> torch.Tensor:
-    """One (sum of outputs, inputs) matrix for linears that read the same input; their weights become views of it.
-
-    Done once: if the weights already are consecutive rows of one matrix (an earlier call), that matrix
-    is returned as it is. A weight replaced since (model.to(), load_model) is fused again.
-    """
-    weights = [m.weight for m in linears]
-    if all(w.is_contiguous() for w in weights) and _consecutive(weights):
-        first = weights[0]
-        rows = sum(w.shape[0] for w in weights)
-        return torch.as_strided(first.detach(), (rows, first.shape[1]), first.stride(), first.storage_offset())
-    fused = torch.cat([w.detach() for w in weights])                          # (sum of outputs, inputs)
-    start = 0
-    for m in linears:
-        n = m.weight.shape[0]
-        m.weight.data = fused[start:start + n]
-        start += n
-    return fused
-
-
-def _consecutive(weights: list[torch.Tensor]) -> bool:
-    """Whether each weight starts where the previous one ends, in one storage."""
-    storage = weights[0].untyped_storage().data_ptr()
-    offset = weights[0].storage_offset()
-    for w in weights:
-        if w.untyped_storage().data_ptr() != storage or w.storage_offset() != offset:
-            return False
-        offset += w.numel()
-    return weights[0].untyped_storage().nbytes() >= offset * weights[0].element_size()
-
+# ----------------------------------------------------------------------------- the weights it reads
 
 @dataclass
 class LayerWeights:
@@ -161,15 +145,26 @@ class LayerWeights:
 
 
 def layer_weights(block) -> LayerWeights:
-    attn, ffn = block.attention, block.feed_forward
+    """The block's weights, its projections read as the fused matrices fuse_projections made."""
+    qkv, w13 = (fused_weight(linears) for linears in projection_groups(block))
     return LayerWeights(
         attention_norm=block.attention_norm.weight.detach(),
-        wqkv=fuse_linears([attn.wq, attn.wk, attn.wv]),
-        wo=attn.wo.weight.detach(),
+        wqkv=qkv,
+        wo=block.attention.wo.weight.detach(),
         ffn_norm=block.ffn_norm.weight.detach(),
-        w13=fuse_linears([ffn.w1, ffn.w3]),
-        w2=ffn.w2.weight.detach(),
+        w13=w13,
+        w2=block.feed_forward.w2.weight.detach(),
     )
+
+
+def parameter_signature(model) -> tuple:
+    """Where every parameter lives and how often the output head was edited in place: a change means re-read.
+
+    The decoder reads the parameters' own storage, so in-place edits reach it; only the CPU's
+    transposed output head is a copy, and the output weight's version counter says when it is stale.
+    """
+    return (tuple((p.data_ptr(), p.dtype, p.device) for p in model.parameters()),
+            model.output.weight._version)
 
 
 # ----------------------------------------------------------------------------- the decoder
@@ -177,9 +172,10 @@ def layer_weights(block) -> LayerWeights:
 class FastDecoder:
     """Prefill and one-token decode for batch 1 through a static cache; on CUDA the step is a CUDA graph.
 
-    decoder.prefill(prompt_ids) -> (1, vocab) logits of the last prompt position, then
-    decoder.decode(token_id) -> (1, vocab) logits of the next. Use `for_model`, which reuses a decoder
-    (its cache, and its captured graph) across calls.
+    decoder.prefill(prompt_ids) -> (1, vocab) logits of the last prompt position (it starts a new
+    sequence), then decoder.decode(token_id) -> (1, vocab) logits of the next. The model must be fused
+    first (fuse_projections). The decoder holds its cache, max_seq_len positions, and its graph until it
+    is dropped; keep one to reuse them across generations (generate(..., decoder=...)).
     """
 
     def __init__(self, model, max_seq_len: int, use_graph: bool | None = None, use_compile: bool | None = None):
@@ -187,21 +183,13 @@ class FastDecoder:
         device, dtype = model.device, model.dtype
         if not 0 < max_seq_len <= cfg.max_seq_len:
             raise ValueError(f"max_seq_len must be in 1..{cfg.max_seq_len} (the model's context), got {max_seq_len}")
-        self.cfg, self.device, self.slots = cfg, device, max_seq_len
+        self.model, self.cfg, self.device, self.dtype, self.slots = model, cfg, device, dtype, max_seq_len
         self.use_graph = device.type == "cuda" if use_graph is None else use_graph
         if self.use_graph and device.type != "cuda":
             raise ValueError(f"CUDA graphs need a CUDA model; this one is on {device}. Pass use_graph=False")
         self.compiled = self.use_graph and COMPILE_ON_CUDA if use_compile is None else use_compile
         self.step_functions = compiled_step_functions() if self.compiled else PLAIN_STEP_FUNCTIONS
-        self.layers = [layer_weights(block) for block in model.layers]
-        self.embedding = model.tok_embeddings.weight.detach()
-        self.norm = model.norm.weight.detach()
-        # The output head (vocab x dim) is the largest matmul of a small model. On the CPU, multiplying a
-        # vector by a matrix with short rows is ~8x faster when the matrix is stored column-major (the BLAS
-        # walks columns with contiguous loads), so the CPU keeps a transposed copy; a GPU wants row-major.
-        head = model.output.weight.detach()
-        self.output = head.t().contiguous().t() if device.type == "cpu" else head
-        self.signature = parameter_signature(model)
+        self.read_weights()
 
         shape = (1, cfg.n_kv_heads, max_seq_len, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]  # (1, n_kv, slots, hd) each
@@ -212,24 +200,35 @@ class FastDecoder:
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)              # the step's input ...
         self.position = torch.zeros((1,), dtype=torch.long, device=device)             # ... and where it goes
         self.pos = 0                                                                   # tokens in the cache
-        self.graph = None
-        self.logits = None
 
     @classmethod
-    def for_model(cls, model, total_len: int, use_graph: bool | None = None, use_compile: bool | None = None):
-        """The model's decoder for total_len positions, reused when nothing changed, built otherwise."""
+    def sized_for(cls, model, total_len: int, use_graph: bool | None = None, use_compile: bool | None = None):
+        """A decoder for total_len positions, its cache rounded up to SLOT_ROUNDING slots (what generate builds)."""
         slots = min(math.ceil(total_len / SLOT_ROUNDING) * SLOT_ROUNDING, model.cfg.max_seq_len)
-        decoder = _DECODERS.get(model)
-        if decoder is None or not decoder.matches(model, slots, use_graph, use_compile):
-            _DECODERS.pop(model, None)   # free the old cache before allocating the new one
-            decoder = cls(model, slots, use_graph, use_compile)
-            _DECODERS[model] = decoder
-        return decoder
+        return cls(model, slots, use_graph, use_compile)
 
-    def matches(self, model, slots: int, use_graph, use_compile) -> bool:
-        """Same size, same modes (None: whatever it has), and every parameter where it was."""
-        return (self.slots == slots and use_graph in (None, self.use_graph) and use_compile in (None, self.compiled)
-                and parameter_signature(model) == self.signature)
+    def read_weights(self) -> None:
+        """Take the model's current weights; a graph captured on the old ones is dropped."""
+        model = self.model
+        self.layers = [layer_weights(block) for block in model.layers]
+        self.embedding = model.tok_embeddings.weight.detach()
+        self.norm = model.norm.weight.detach()
+        # The output head (vocab x dim) is the largest matmul of a small model. On the CPU, multiplying a
+        # vector by a matrix with short rows is ~8x faster when the matrix is stored column-major (the BLAS
+        # walks columns with contiguous loads), so the CPU keeps a transposed copy; a GPU wants row-major.
+        head = model.output.weight.detach()
+        self.output = head.t().contiguous().t() if self.device.type == "cpu" else head
+        self.signature = parameter_signature(model)
+        self.graph, self.logits = None, None
+
+    def follow_model(self) -> None:
+        """Re-read the weights if any parameter moved or the output head was edited since they were read."""
+        model = self.model
+        if (model.device, model.dtype) != (self.device, self.dtype):
+            raise ValueError(f"the model is now {model.dtype} on {model.device}, but this decoder's cache is "
+                             f"{self.dtype} on {self.device}; build a new FastDecoder for it")
+        if parameter_signature(model) != self.signature:
+            self.read_weights()
 
     @torch.no_grad()
     def prefill(self, tokens) -> torch.Tensor:
@@ -238,6 +237,7 @@ class FastDecoder:
         n = tokens.shape[1]
         if not 0 < n <= self.slots:
             raise ValueError(f"the prompt has {n} tokens; this decoder holds 1..{self.slots}")
+        self.follow_model()
         cfg, fns = self.cfg, PLAIN_STEP_FUNCTIONS   # varying shapes: never the compiled functions
         for start in range(0, n, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, n)
@@ -301,9 +301,6 @@ class FastDecoder:
         The warm-up steps write slot self.position of the cache with a real step's keys and values,
         so the state afterwards is what one ordinary step would leave.
         """
-        if self.compiled:
-            print("mistral_edu: preparing the fast decode step (the first time in a process it compiles: "
-                  "up to a minute)", flush=True)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -324,19 +321,6 @@ class FastDecoder:
     def warm_up(self) -> None:
         for _ in range(2):
             self.step()
-
-
-_DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-
-
-def parameter_signature(model) -> tuple:
-    """Where every parameter lives and how often it was edited in place: a change means rebuild.
-
-    The fused weights are the parameters' own storage, so in-place edits reach them; only the CPU's
-    transposed output head is a copy, and the output weight's version counter says when it is stale.
-    """
-    return (tuple((p.data_ptr(), p.dtype, p.device) for p in model.parameters()),
-            model.output.weight._version)
 
 
 def fast_path_applies(model, total_len: int) -> bool:

@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 
 from .fast_path import FastDecoder, fast_path_applies
+from .fusion import fuse_projections
 from .sampling import sample_next
 from ..model.kv_cache import KVCache
 
@@ -22,12 +23,18 @@ def _check_settings(max_new_tokens, temperature, top_p):
 @torch.no_grad()
 def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float = 0.0, top_p: float = 1.0,
              seed: int | None = None, stream: Callable[[int], None] | None = None,
-             stop_at_eos: bool = True, eos_id: int = 2, fast: bool = True) -> list[int]:
+             stop_at_eos: bool = True, eos_id: int = 2, fast: bool = True,
+             decoder: FastDecoder | None = None) -> list[int]:
     """New token ids after prompt_tokens (a list of ids), using the KV cache; stops after EOS.
 
     stream(token_id) is called as each token is chosen, for printing while generating.
-    fast=True takes fast_decode.py's path (static cache, fused matmuls, a CUDA graph on GPUs) unless a
-    hook is attached; fast=False always runs model.forward, the path the notebooks explain.
+    fast=False always runs model.forward, the path the notebooks explain. fast=True (the default)
+    takes fast_path.py's path (static cache, fused matmuls, a CUDA graph on GPUs) unless a hook is
+    attached or a sliding window is shorter than the generation. The fast path first calls
+    fuse_projections(model): once per model, wq|wk|wv and w1|w3 become rows of one matrix each (same
+    parameters, same values, new storage layout; see fusion.py).
+    decoder: a FastDecoder you keep, to reuse its cache and, on a GPU, its captured CUDA graph across
+    calls. Without one, each call builds its own and frees it on return.
     """
     _check_settings(max_new_tokens, temperature, top_p)
     prompt = torch.as_tensor(list(prompt_tokens), dtype=torch.long, device=model.device)[None]  # (1, prompt)
@@ -37,6 +44,7 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
     if total > model.cfg.max_seq_len:
         raise ValueError(f"prompt ({prompt.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} exceeds "
                          f"the context of {model.cfg.max_seq_len}; shorten one of them")
+    _check_decoder(decoder, model, total)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -45,10 +53,11 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
         return new
     model.check_tokens(prompt)
     if fast and fast_path_applies(model, total):
-        decoder = FastDecoder.for_model(model, total)
+        fuse_projections(model)
+        path = decoder or FastDecoder.sized_for(model, total)
     else:
-        decoder = PlainDecoder(model, total)
-    logits = decoder.prefill(prompt)                                             # (1, vocab)
+        path = PlainDecoder(model, total)
+    logits = path.prefill(prompt)                                                # (1, vocab)
     while True:
         token = int(sample_next(logits, temperature, top_p, generator))
         new.append(token)
@@ -56,7 +65,17 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
             stream(token)
         if (stop_at_eos and token == eos_id) or len(new) == max_new_tokens:
             return new
-        logits = decoder.decode(token)                                           # (1, vocab)
+        logits = path.decode(token)                                              # (1, vocab)
+
+
+def _check_decoder(decoder: FastDecoder | None, model, total: int) -> None:
+    if decoder is None:
+        return
+    if decoder.model is not model:
+        raise ValueError("this decoder was built for another model; build one with FastDecoder(model, max_seq_len)")
+    if decoder.slots < total:
+        raise ValueError(f"prompt + max_new_tokens = {total} positions, but the decoder holds {decoder.slots}; "
+                         f"build one with FastDecoder(model, max_seq_len={total}) or more")
 
 
 class PlainDecoder:
