@@ -54,11 +54,11 @@ def hint(name: str) -> None:
     exercise = _find(name)
     given = _hints_given.get(name, 0)
     if given >= len(exercise.hints):
-        print(f"no more hints for {name}; reveal({name!r}) prints a solution")
+        print(f"no more hints for {name}; exercises.reveal({name!r}) prints a solution")
         return
     _hints_given[name] = given + 1
-    more = (f"; call hint({name!r}) again for the next step" if given + 1 < len(exercise.hints)
-            else f"; that was the last hint (reveal({name!r}) prints a solution)")
+    more = (f"; call exercises.hint({name!r}) again for the next step" if given + 1 < len(exercise.hints)
+            else f"; that was the last hint (exercises.reveal({name!r}) prints a solution)")
     print(f"hint {given + 1} of {len(exercise.hints)} for {name}: {exercise.hints[given]}{more}")
 
 

@@ -64,7 +64,7 @@ def check(exercise: Exercise, answer: Any, verify: Callable[[Any], str | None], 
     An answer of None (or a stub that returns None) prints only the task, never the solution; a
     wrong answer prints its diagnosis and where to get a hint. Exceptions are shown, never raised.
     """
-    stuck = f"stuck? hint({exercise.name!r})"
+    stuck = f"stuck? exercises.hint({exercise.name!r})"
     if answer is None:
         return report(False, f"{exercise.header()}: {exercise.task}.\n  {stuck}")
     if exercise.takes_function and not callable(answer):
