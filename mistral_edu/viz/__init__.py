@@ -28,8 +28,8 @@ from .norms import accumulation_error_figure, norm_gains_figure, residual_norms,
 from .rope import rope_pair_figure, rotation_figure, score_grid_figure, wavelengths_figure
 from .tokens import pieces_html, show_pieces, token_count_chart, vocabulary_chart
 
-__all__ = ["AttentionExplorer", "accumulation_error_figure", "activations_figure", "attention_heatmap", "bandwidth_chart",
-           "breakdown_chart",
+__all__ = ["AttentionExplorer", "accumulation_error_figure", "activations_figure", "attention_heatmap",
+           "bandwidth_chart", "breakdown_chart",
            "decode_cost_chart", "entropy_by_layer_chart", "gqa_diagram", "gqa_grid", "head_heatmap", "head_scores",
            "kv_cache_chart", "logit_lens_heatmap", "loss_by_position_chart", "masks_figure", "memory_fit_chart",
            "norm_gains_figure", "parameter_chart", "pieces_html", "position_layer_heatmap", "precompute_patterns",

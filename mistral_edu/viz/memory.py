@@ -65,7 +65,7 @@ def kv_cache_chart(cfg: ModelConfig, batches=(1,), without_gqa: bool = True, wei
     ax.set_ylabel("GiB")
     batch_too = " and batch" if len(batches) > 1 else ""
     ax.set_title(f"The KV cache ({cache_dtype}) grows linearly with context{batch_too}")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", framealpha=1)   # opaque: the weights line passes behind
     return finish(fig, save)
 
 
