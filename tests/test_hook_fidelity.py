@@ -120,13 +120,12 @@ def test_torch_module_hooks_on_a_hook_point_fire_and_may_replace():
         assert torch.equal(model(tokens), plain)
 
 
-def test_a_backward_hook_on_a_hook_point_sees_the_gradient():
+def test_a_hook_can_ask_for_the_gradient_of_its_activation():
     model = gqa_model()
     tokens = torch.randint(3, model.cfg.vocab_size, (1, 5), generator=torch.Generator().manual_seed(7))
     grads = []
-    handle = model.layers[0].hook_resid_post.register_full_backward_hook(lambda m, gin, gout: grads.append(gout[0]))
-    model(tokens)[0, -1, 3].backward()
-    handle.remove()
+    with model.hooks([("layers.0.hook_resid_post", lambda x, hook: x.register_hook(grads.append) and None)]):
+        model(tokens)[0, -1, 3].backward()
     assert len(grads) == 1 and grads[0].shape == (1, 5, model.cfg.dim) and grads[0][0, -1].abs().sum() > 0
 
 

@@ -1,7 +1,7 @@
 """HookPoint: an identity on a tensor, with a name, that calls the functions attached to it.
 
 The idea is TransformerLens's: every activation worth looking at passes through an identity module
-with a name. Unlike there, an idle hook point is a few attribute checks, so a model nobody hooks runs
+with a name. Unlike there, an idle hook point is three attribute checks, so a model nobody hooks runs
 the same arithmetic at the same speed as one without hook points at all.
 """
 from __future__ import annotations
@@ -20,8 +20,9 @@ HookFn = Callable[[torch.Tensor, "HookPoint"], "torch.Tensor | None"]
 class HookPoint(nn.Module):
     """An identity on a tensor that calls the functions attached to it, in order.
 
-    Functions come from model.hooks(...) (the list fns) or from torch's own register_forward_hook,
-    register_forward_pre_hook and register_full_backward_hook; either kind may return a replacement.
+    Functions come from model.hooks(...) (the list fns) or from torch's own register_forward_hook and
+    register_forward_pre_hook; either kind may return a replacement. For gradients, attach a function
+    that calls tensor.register_hook.
     """
 
     def __init__(self):
@@ -37,12 +38,13 @@ class HookPoint(nn.Module):
     @property
     def active(self) -> bool:
         """Whether any function, ours or torch's, is attached."""
-        return bool(self.fns or self._forward_hooks or self._forward_pre_hooks or self._backward_hooks)
+        return bool(self.fns or self._forward_pre_hooks or self._forward_hooks)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # An idle point returns x at once, skipping nn.Module.__call__'s bookkeeping; with anything
-        # attached it goes through nn.Module.__call__, so torch's module hooks fire too.
-        if self.active:
+        # self.active, written out: a property call would double an idle point's cost. An idle point
+        # returns x at once; with anything attached it goes through nn.Module.__call__, so torch's
+        # forward hooks and pre-hooks fire too.
+        if self.fns or self._forward_pre_hooks or self._forward_hooks:
             return super().__call__(x)
         return x
 

@@ -98,9 +98,12 @@ class Attention(AttentionHooks, nn.Module):
         heads and rows pick some query heads and rows only (all by default), so a hook can read a few
         heads of a long context without building every (q, k) matrix.
         """
-        heads = list(range(self.n_heads)) if heads is None else list(heads)
-        q = q[:, rows][:, :, heads]                                                   # (batch, rows, n_sel, head_dim)
-        k = k[:, :, [h // self.n_rep for h in heads]]                                 # (batch, keys, n_sel, head_dim)
+        q = q[:, rows]                                                                # (batch, rows, n_heads, head_dim)
+        if heads is None:
+            k = repeat_kv(k, self.n_rep)                                              # (batch, keys, n_heads, head_dim)
+        else:
+            q = q[:, :, list(heads)]                                                  # (batch, rows, n_sel, head_dim)
+            k = k[:, :, [h // self.n_rep for h in heads]]                             # (batch, keys, n_sel, head_dim)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)     # (batch, n_sel, rows, keys)
         return scores.masked_fill(~span.mask(q.device, rows), float("-inf"))
 
