@@ -49,11 +49,12 @@ def test_source_and_notebook_have_the_same_cells(source):
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda p: p.stem)
 def test_source_is_what_jupytext_writes(source):
-    """Saving the notebook in JupyterLab rewrites the source from the cells; written as jupytext writes it, the
-    source then comes back byte for byte instead of reformatted (e.g. a Markdown cell split by one blank line
-    too few, or markup such as `<!-- cell -->` that jupytext reads as text)."""
-    notebook = nbformat.read(NOTEBOOKS / f"{source.stem}.ipynb", as_version=4)
+    """Saving the notebook in JupyterLab rewrites the source from the notebook's cells (type and text, nothing
+    else); written as jupytext writes them, the source comes back byte for byte instead of reformatted (two
+    ```python fences with no blank line between them, for one, come back with one)."""
+    new_cell = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell}
+    notebook = nbformat.v4.new_notebook(cells=[new_cell[kind](text) for kind, text in cells(jupytext.read(source))])
     config = load_jupytext_configuration_file(str(NOTEBOOKS / "jupytext.toml"))
     assert jupytext.writes(notebook, fmt="md", config=config) == source.read_text(), (
-        f"notebooks/src/{source.name} is not in the form jupytext writes from its notebook: see "
-        f"`jupytext --diff notebooks/src/{source.name} notebooks/{source.stem}.ipynb`")
+        f"notebooks/src/{source.name} is not in the form jupytext writes from its cells: open the notebook in "
+        "`make lab` and save it, or compare with `jupytext --to md -o - " + f"notebooks/{source.stem}.ipynb`")
