@@ -36,9 +36,8 @@ from ..model import Transformer
 from ..model.attention import AttentionSpan
 from ..model.rope import rope_rotations
 from ..checkpoints.safetensors_io import SafetensorsFile, write_safetensors
-from ..tokenizer import load_tokenizer
 from ..generation.generate import generate
-from ..checkpoints.load import load_model, save_consolidated
+from ..checkpoints import load_model, load_tokenizer, save_consolidated
 from . import DEFAULT_DIR
 
 
