@@ -27,6 +27,12 @@ from pathlib import Path
 
 import torch
 
+import mistral_edu as me
+from mistral_edu import ModelConfig
+from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
+from mistral_edu.checkpoints.int8 import compare_logits
+from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes
+
 GB = 1e9
 TOKENS = 32
 
@@ -60,10 +66,6 @@ def synthetic_tensor(name: str, shape: tuple[int, ...], index: int) -> torch.Ten
 
 def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
     """Mistral layout in root/mistral, HF layout (3 shards + index) in root/hf; never the whole model in RAM."""
-    from mistral_edu import ModelConfig
-    from mistral_edu.memory import tensor_shapes
-    from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
-
     cfg = ModelConfig.mistral_7b_instruct_v02()
     lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape, i=i: synthetic_tensor(n, s, i))
             for i, (name, shape) in enumerate(tensor_shapes(cfg).items())}
@@ -79,8 +81,6 @@ def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
 
 def child(strategy: str, folder: str, logits_out: str) -> None:
     """Load with a strategy, run a 32-token forward, print a JSON line of what was measured."""
-    import mistral_edu as me
-
     start = time.perf_counter()
     model = me.load_model(folder, device="cpu", strategy=strategy)
     load_s = time.perf_counter() - start
@@ -97,9 +97,6 @@ def child(strategy: str, folder: str, logits_out: str) -> None:
 
 def wait_for_memory(strategy: str, patience_s: float) -> None:
     """The machine's RAM is shared: wait (up to patience_s) until load_model's fit check would pass."""
-    from mistral_edu import ModelConfig
-    from mistral_edu.memory import free_memory, strategy_bytes
-
     need = sum(strategy_bytes(ModelConfig.mistral_7b_instruct_v02(), strategy, "bf16").values())
     deadline = time.monotonic() + patience_s
     while free_memory("cpu")[0] < need and time.monotonic() < deadline:
@@ -127,10 +124,6 @@ def main() -> None:
     parser.add_argument("--runs", default="full:mistral,full:hf,stream:mistral,stream:hf,int8:mistral",
                         help="which strategy:layout runs, in order (the first is the logits' reference)")
     args = parser.parse_args()
-
-    from mistral_edu.memory import weight_bytes
-    from mistral_edu import ModelConfig
-    from mistral_edu.checkpoints.int8 import compare_logits
 
     weights = weight_bytes(ModelConfig.mistral_7b_instruct_v02(), "bf16")
     parent = Path(args.dir or tempfile.gettempdir())
