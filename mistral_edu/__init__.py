@@ -7,8 +7,8 @@ from .config import ModelConfig
 from .generation import chat, generate
 from .hooks import ActivationCache, HookPoint
 from .model import KVCache, Transformer
-from .tokenizer import Tokenizer, load_tokenizer
-from .checkpoints import find_checkpoint, load_model, save_consolidated
+from .tokenizer import Tokenizer
+from .checkpoints import find_checkpoint, load_model, load_tokenizer, save_consolidated
 
 __all__ = ["ActivationCache", "HookPoint", "KVCache", "ModelConfig", "Tokenizer", "Transformer", "chat",
            "find_checkpoint", "generate", "load_model", "load_tokenizer", "memory", "save_consolidated"]

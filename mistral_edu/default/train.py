@@ -32,10 +32,8 @@ from ..analysis.heads import (duplicate_token_scores, first_token_scores, induct
                              previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
 from ..config import ModelConfig
 from ..model import Transformer, random_init_
-from ..checkpoints.safetensors_io import SafetensorsFile, write_safetensors
-from ..tokenizer import load_tokenizer
-from ..generation.generate import generate
-from ..checkpoints.load import load_model, save_consolidated
+from ..checkpoints import SafetensorsFile, load_model, load_tokenizer, save_consolidated, write_safetensors
+from ..generation import generate
 
 
 def parse_args(argv=None) -> argparse.Namespace:

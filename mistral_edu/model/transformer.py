@@ -15,23 +15,6 @@ from .rmsnorm import RMSNorm
 from .rope import rope_rotations
 
 
-@contextmanager
-def shapes_only():
-    """Build modules on the meta device, as shapes without memory, for a loader to fill.
-
-    Initialising such a skeleton is wasted work, and for nn.Embedding worse than wasted: torch runs
-    normal_ on meta tensors through a decomposition that imports torch._dynamo (about 1 s and
-    100 MB of resident memory), so the embedding's initialiser is switched off while building.
-    """
-    reset = nn.Embedding.reset_parameters
-    nn.Embedding.reset_parameters = lambda self: None
-    try:
-        with torch.device("meta"):
-            yield
-    finally:
-        nn.Embedding.reset_parameters = reset
-
-
 @torch.no_grad()
 def random_init_(model: nn.Module, seed: int = 0, std: float = 0.02, scale_residual_outputs: bool = False):
     """Fill every matrix with Normal(0, std) and every norm gain with 1, deterministically from seed,
