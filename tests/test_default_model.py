@@ -16,7 +16,7 @@ from mistral_edu.default import corpus
 from mistral_edu.analysis import (attention_patterns, duplicate_token_score, first_token_score, induction_score,
                                   previous_token_score, repeated_random_tokens, top_heads, word_token_ids)
 from mistral_edu.tokenizer import mistral_common_v1_path
-from mistral_edu.checkpoints.load import DEFAULT_DIR
+from mistral_edu.default import DEFAULT_DIR
 
 # The bars: a previous-token head at 0.6 and an induction head at 0.4.
 PREVIOUS_TOKEN_MIN = 0.6
