@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import mistral_edu as me
 from conftest import randomize_, small_config
-from mistral_edu.model import AttentionSpan, RMSNorm, apply_rope, random_init_, rope_rotations
+from mistral_edu.model import AttentionSpan, RMSNorm, apply_rope, random_init_, rope_rotations, rotate_pairs
 
 LAYER_NAMES = ["attention_norm.weight", "attention.wq.weight", "attention.wk.weight", "attention.wv.weight",
                "attention.wo.weight", "ffn_norm.weight", "feed_forward.w1.weight", "feed_forward.w2.weight",
@@ -91,6 +91,23 @@ def test_rope_scores_depend_only_on_the_distance():
 
     assert torch.allclose(score(7, 3), score(104, 100), atol=1e-4)
     assert not torch.allclose(score(7, 3), score(7, 4), atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_complex_and_the_real_rope_forms_agree(dtype):
+    """apply_rope (complex multiplication, the readable model) and rotate_pairs (real arithmetic, the fast
+    path) are one rotation: equal in float32 to rounding, and in bf16 to the last bit of the cast."""
+    x = torch.randn(2, 37, 3, 16, generator=torch.Generator().manual_seed(0)).to(dtype)   # (batch, seq, heads, head_dim)
+    rotations = rope_rotations(torch.arange(1000, 1037), 16, 1e6)                        # (seq, head_dim/2)
+    cos, sin = rotations.real[None, :, None], rotations.imag[None, :, None]               # (1, seq, 1, head_dim/2)
+    complex_form, real_form = apply_rope(x, rotations), rotate_pairs(x, cos, sin)
+    assert complex_form.dtype == real_form.dtype == dtype
+    if dtype == torch.float32:
+        torch.testing.assert_close(real_form, complex_form, atol=1e-6, rtol=1e-6)
+    else:
+        assert (real_form.float() - complex_form.float()).abs().max() <= 2 ** -7 * complex_form.float().abs().max()
+    assert not torch.allclose(real_form.float(), rotate_pairs(x, cos, -sin).float(), atol=1e-2), \
+        "a rotation the wrong way round must not pass"
 
 
 def test_rope_at_position_zero_is_the_identity():
