@@ -7,6 +7,8 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 INSTALLED := $(VENV)/.installed
+# Which notebooks `make notebooks` syncs and re-executes: all, or e.g. `make notebooks NB=09`.
+NB ?= [0-9]
 
 .PHONY: lab test install clean memory-bench notebooks real-shape-notebooks
 
@@ -34,8 +36,8 @@ test: $(INSTALLED)
 # the explorers need a running kernel anyway); nbclient's store_widget_state=False would skip it but breaks
 # its Output widgets.
 notebooks: $(INSTALLED)
-	$(BIN)/jupytext --sync notebooks/src/[0-9]*.md
-	for nb in notebooks/[0-9]*.ipynb; do \
+	$(BIN)/jupytext --sync notebooks/src/$(NB)*.md
+	for nb in notebooks/$(NB)*.ipynb; do \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
 		$(BIN)/python -c "import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); \
