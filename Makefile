@@ -12,7 +12,8 @@ INSTALLED := $(VENV)/.installed
 
 install: $(INSTALLED)
 
-$(INSTALLED): pyproject.toml
+# mistral_edu/__init__.py holds the package version, which the notebooks check: a new version reinstalls.
+$(INSTALLED): pyproject.toml mistral_edu/__init__.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
@@ -26,12 +27,19 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest tests $(wildcard notebooks/*.ipynb) --nbval --nbval-current-env \
 		$(if $(wildcard notebooks/sanitize.cfg),--nbval-sanitize-with notebooks/sanitize.cfg)
 
-# Re-execute every notebook in place with this environment's kernel (after the model or the package
-# changed); notebooks 00-05 are generated from notebooks/src/*.md by notebooks/src/build.py.
+# Sync every notebooks/src/NN_*.md with its notebooks/NN_*.ipynb (jupytext pairing, notebooks/jupytext.toml:
+# the newer file's cells win, outputs and cell ids are kept), then re-execute every notebook in place with
+# this environment's kernel. Lessons are written in the .md sources; tests/test_notebook_sources.py fails
+# when a source and its notebook disagree. The widgets' saved state is dropped (tens of kB per notebook;
+# the explorers need a running kernel anyway); nbclient's store_widget_state=False would skip it but breaks
+# its Output widgets.
 notebooks: $(INSTALLED)
+	$(BIN)/jupytext --sync notebooks/src/[0-9]*.md
 	for nb in notebooks/[0-9]*.ipynb; do \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
 			--ExecutePreprocessor.kernel_name=python3 "$$nb" || exit 1; \
+		$(BIN)/python -c "import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); \
+			nb.metadata.pop('widgets', None); nbformat.write(nb, sys.argv[1])" "$$nb" || exit 1; \
 	done
 
 # Not part of `make test`: writes a 29 GB synthetic full-size checkpoint (needs 30+ GB of free disk

@@ -28,6 +28,7 @@ except ImportError:
 
 import mistral_edu as me  # noqa: E402
 from mistral_edu import memory  # noqa: E402
+from mistral_edu.model import random_init_  # noqa: E402
 
 GB = 1e9
 CASES = [  # (label, context, attention, logits)
@@ -93,15 +94,7 @@ def build_model(cfg: me.ModelConfig, device, dtype) -> me.Transformer:
     """The model's exact tensors, allocated on the device and filled there (no host copy)."""
     with torch.device("meta"):
         model = me.Transformer(cfg).to(dtype)
-    model = model.to_empty(device=device).requires_grad_(False).eval()
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 1:
-                p.fill_(1.0)
-            else:
-                p.normal_(0.0, 0.02, generator=generator)
-    return model
+    return random_init_(model.to_empty(device=device).requires_grad_(False).eval())
 
 
 def run_case(model, meter, context: int, attention: str, logits: str, dtype) -> tuple[int, float]:

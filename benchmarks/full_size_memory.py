@@ -27,6 +27,12 @@ from pathlib import Path
 
 import torch
 
+import mistral_edu as me
+from mistral_edu import ModelConfig
+from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
+from mistral_edu.checkpoints.int8 import compare_logits
+from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes
+
 GB = 1e9
 TOKENS = 32
 
@@ -60,50 +66,14 @@ def synthetic_tensor(name: str, shape: tuple[int, ...], index: int) -> torch.Ten
 
 def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
     """Mistral layout in root/mistral, HF layout (3 shards + index) in root/hf; never the whole model in RAM."""
-    from mistral_edu import ModelConfig
-    from mistral_edu.memory import tensor_shapes
-    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
-    from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
-
     cfg = ModelConfig.mistral_7b_instruct_v02()
-    shapes = tensor_shapes(cfg)
-    indices = {name: i for i, name in enumerate(shapes)}
-
+    lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape, i=i: synthetic_tensor(n, s, i))
+            for i, (name, shape) in enumerate(tensor_shapes(cfg).items())}
     mistral, hf = root / "mistral", root / "hf"
     if "mistral" in layouts:
-        mistral.mkdir()
-        (mistral / "params.json").write_text(json.dumps(cfg.to_params_json(), indent=2))
-        lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape: synthetic_tensor(n, s, indices[n]))
-                for name, shape in shapes.items()}
-        write_safetensors(mistral / "consolidated.safetensors", lazy, {"format": "pt"})
-    if "hf" not in layouts:
-        return mistral, hf
-
-    def hf_tensor(name, shape):
-        t = synthetic_tensor(name, shape, indices[name])
-        if name.endswith("attention.wq.weight"):
-            return permute_for_hf(t, cfg.n_heads)
-        if name.endswith("attention.wk.weight"):
-            return permute_for_hf(t, cfg.n_kv_heads)
-        return t
-
-    hf.mkdir()
-    (hf / "config.json").write_text(json.dumps(cfg.to_hf_config(), indent=2))
-    total = sum(2 * math.prod(s) for s in shapes.values())
-    shards: list[dict] = [{}, {}, {}]
-    written = 0
-    for name, shape in shapes.items():
-        shard = min(2, int(3 * written / total))
-        shards[shard][mistral_to_hf_name(name)] = LazyTensor(torch.bfloat16, shape,
-                                                             lambda n=name, s=shape: hf_tensor(n, s))
-        written += 2 * math.prod(shape)
-    weight_map = {}
-    for i, shard in enumerate(shards):
-        file = f"model-{i + 1:05d}-of-00003.safetensors"
-        write_safetensors(hf / file, shard, {"format": "pt"})
-        weight_map.update(dict.fromkeys(shard, file))
-    (hf / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+        write_consolidated(lazy, cfg, mistral)
+    if "hf" in layouts:
+        write_hf(lazy, cfg, hf, shards=3)
     return mistral, hf
 
 
@@ -111,8 +81,6 @@ def write_checkpoints(root: Path, layouts: set[str]) -> tuple[Path, Path]:
 
 def child(strategy: str, folder: str, logits_out: str) -> None:
     """Load with a strategy, run a 32-token forward, print a JSON line of what was measured."""
-    import mistral_edu as me
-
     start = time.perf_counter()
     model = me.load_model(folder, device="cpu", strategy=strategy)
     load_s = time.perf_counter() - start
@@ -129,9 +97,6 @@ def child(strategy: str, folder: str, logits_out: str) -> None:
 
 def wait_for_memory(strategy: str, patience_s: float) -> None:
     """The machine's RAM is shared: wait (up to patience_s) until load_model's fit check would pass."""
-    from mistral_edu import ModelConfig
-    from mistral_edu.memory import free_memory, strategy_bytes
-
     need = sum(strategy_bytes(ModelConfig.mistral_7b_instruct_v02(), strategy, "bf16").values())
     deadline = time.monotonic() + patience_s
     while free_memory("cpu")[0] < need and time.monotonic() < deadline:
@@ -159,10 +124,6 @@ def main() -> None:
     parser.add_argument("--runs", default="full:mistral,full:hf,stream:mistral,stream:hf,int8:mistral",
                         help="which strategy:layout runs, in order (the first is the logits' reference)")
     args = parser.parse_args()
-
-    from mistral_edu.memory import weight_bytes
-    from mistral_edu import ModelConfig
-    from mistral_edu.checkpoints.int8 import compare_logits
 
     weights = weight_bytes(ModelConfig.mistral_7b_instruct_v02(), "bf16")
     parent = Path(args.dir or tempfile.gettempdir())

@@ -20,18 +20,15 @@ import types
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
 import mistral_edu as me
 from mistral_edu.hooks import hook_points
-from mistral_edu.model import Attention, AttentionSpan, FeedForward, RMSNorm, TransformerBlock
-from mistral_edu.model.rope import apply_rope, rope_rotations
+from mistral_edu.model import (Attention, AttentionSpan, FeedForward, RMSNorm, TransformerBlock, apply_rope,
+                               random_init_, rms_norm, rope_rotations, swiglu)
 
 
 def rms_norm_without_hooks(norm, x):
-    x32 = x.float()                                                                   # (batch, seq, dim)
-    normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + norm.eps)
-    return normed.type_as(x) * norm.weight                                           # (batch, seq, dim)
+    return rms_norm(x, norm.weight, norm.eps)                                         # (batch, seq, dim)
 
 
 def attention_without_hooks(attn, x, rotations, span, cache=None, layer=0):
@@ -47,7 +44,7 @@ def attention_without_hooks(attn, x, rotations, span, cache=None, layer=0):
 
 
 def feed_forward_without_hooks(ff, x):
-    return ff.w2(F.silu(ff.w1(x)) * ff.w3(x))                                         # (batch, seq, dim)
+    return ff.w2(swiglu(ff.w1(x), ff.w3(x)))                                         # (batch, seq, dim)
 
 
 def block_without_hooks(block, x, rotations, span, cache=None):
@@ -155,7 +152,7 @@ def main():
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     torch.manual_seed(0)
     with torch.device(device):
-        model = me.Transformer(cfg).to(dtype).eval()
+        model = random_init_(me.Transformer(cfg)).to(dtype).eval()
     prompt = torch.randint(0, cfg.vocab_size, (1, args.seq), device=device)
     n_points = len(hook_points(model))
 

@@ -23,6 +23,10 @@ from pathlib import Path
 
 import torch
 
+from mistral_edu import ModelConfig
+from mistral_edu.checkpoints import LazyTensor, write_consolidated
+from mistral_edu.memory import tensor_shapes
+
 ROOT = Path(__file__).resolve().parent.parent
 GB = 1e9
 
@@ -30,18 +34,12 @@ GB = 1e9
 def write_checkpoint(folder: Path) -> None:
     """params.json + consolidated.safetensors with v0.2's names and shapes, one tensor in memory at a time."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from full_size_memory import synthetic_tensor  # the memory benchmark's fast random-looking bf16
-    from mistral_edu import ModelConfig
-    from mistral_edu.memory import tensor_shapes
-    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
+    from full_size_memory import synthetic_tensor  # the memory benchmark's fast random-looking bf16, beside us
 
     cfg = ModelConfig.mistral_7b_instruct_v02()
-    shapes = tensor_shapes(cfg)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "params.json").write_text(json.dumps(cfg.to_params_json(), indent=2))
     lazy = {name: LazyTensor(torch.bfloat16, shape, lambda n=name, s=shape, i=i: synthetic_tensor(n, s, i))
-            for i, (name, shape) in enumerate(shapes.items())}
-    write_safetensors(folder / "consolidated.safetensors", lazy, {"format": "pt"})
+            for i, (name, shape) in enumerate(tensor_shapes(cfg).items())}
+    write_consolidated(lazy, cfg, folder)
 
 
 def run_one(notebook: Path, out_dir: Path, weights: Path, timeout: int) -> tuple[float, int, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
+from mistral_edu.checkpoints import hf_state_dict
 
 
 def hf_config(cfg, attn_implementation: str = "sdpa"):
@@ -31,14 +31,7 @@ def transformers_twin(model, attn_implementation: str = "sdpa"):
     config.dtype = model.dtype   # what transformers allocates its caches in
     with torch.device("meta"):
         hf = MistralForCausalLM(config)
-    state = {}
-    for name, tensor in model.state_dict().items():
-        if name.endswith("attention.wq.weight"):
-            tensor = permute_for_hf(tensor, cfg.n_heads).contiguous()
-        elif name.endswith("attention.wk.weight"):
-            tensor = permute_for_hf(tensor, cfg.n_kv_heads).contiguous()
-        state[mistral_to_hf_name(name)] = tensor
-    hf.load_state_dict(state, strict=True, assign=True)
+    hf.load_state_dict(hf_state_dict(model.state_dict(), cfg), strict=True, assign=True)
     # The rotary inverse frequencies are a buffer computed at construction, not a weight: rebuild it.
     hf.model.rotary_emb = type(hf.model.rotary_emb)(config=config).to(model.device)
     hf.generation_config.eos_token_id = None   # time exactly max_new_tokens, with no stopping logic

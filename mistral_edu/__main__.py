@@ -14,8 +14,8 @@ import torch
 from . import memory
 from .config import ModelConfig
 from .dtypes import dtype_name
-from .tokenizer import load_tokenizer, mistral_common_v1_path
-from .checkpoints.load import default_dtype, find_checkpoint, parse_device, read_config
+from .tokenizer import mistral_common_v1_path
+from .checkpoints import default_dtype, find_checkpoint, load_tokenizer, parse_device, plan_load, read_config
 
 
 def describe_weights() -> str:
@@ -65,7 +65,7 @@ def describe_fit(device: torch.device, context: int) -> str:
         return line + f"; {err}"
     verdict = "fits" if needed <= free else "does NOT fit"
     try:
-        strategy = memory.choose_strategy(cfg, device, dtype, "auto", verbose=False, free=free)
+        strategy = plan_load(cfg, device, dtype, verbose=False, free=free).strategy
         how = f"load_model() would load it with strategy '{strategy}' (planned for {memory.PLAN_CONTEXT:,} tokens)"
     except MemoryError:
         how = "load_model() would refuse it: not even streaming fits"

@@ -7,6 +7,7 @@ the reference our tests compare against.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import sentencepiece
@@ -17,24 +18,21 @@ ROLES = ("system", "user", "assistant")
 
 
 def mistral_common_v1_path() -> Path:
-    """The tokenizer.model.v1 that the mistral-common package ships, checked by its sha256."""
-    try:
-        import mistral_common
-    except ImportError as err:
+    """The tokenizer.model.v1 that the mistral-common package ships, checked by its sha256.
+
+    The package is only located, not imported: its data file is all that is needed.
+    """
+    spec = importlib.util.find_spec("mistral_common")
+    if spec is None or not spec.submodule_search_locations:
         raise ImportError("the default tokenizer comes from the mistral-common package: "
-                          "pip install mistral-common (or pass the path of a tokenizer.model)") from err
-    path = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+                          "pip install mistral-common (or pass the path of a tokenizer.model)")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "tokenizer.model.v1"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall mistral-common")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != V1_SHA256:
         raise ValueError(f"{path} has sha256 {digest}, not the v1 tokenizer's {V1_SHA256}; reinstall mistral-common")
     return path
-
-
-def sentencepiece_size(path: str | Path) -> int:
-    """How many pieces a sentencepiece model file defines."""
-    return sentencepiece.SentencePieceProcessor(model_file=str(path)).get_piece_size()
 
 
 class Tokenizer:
@@ -130,19 +128,3 @@ def split_system(messages: list[dict]) -> tuple[str | None, list[dict]]:
     if not messages:
         raise ValueError("the conversation has no user message")
     return system, messages
-
-
-def load_tokenizer(path=None) -> Tokenizer:
-    """A weights folder's tokenizer.model (or a tokenizer file), else mistral-common's v1 file."""
-    if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            if not (path / "tokenizer.model").is_file():
-                raise FileNotFoundError(f"{path} has no tokenizer.model; pass the file, or None for the v1 default")
-            path = path / "tokenizer.model"
-        return Tokenizer(path)
-    from .checkpoints.load import find_checkpoint
-    checkpoint = find_checkpoint()
-    if (checkpoint.folder / "tokenizer.model").is_file():
-        return Tokenizer(checkpoint.folder / "tokenizer.model")
-    return Tokenizer(mistral_common_v1_path())

@@ -23,7 +23,7 @@ def small_config(**overrides) -> me.ModelConfig:
 
 def hf_config(cfg: me.ModelConfig, attn_implementation: str = "eager"):
     """transformers' MistralConfig with every field that shapes the computation set from cfg."""
-    from transformers import MistralConfig
+    from transformers import MistralConfig  # here, not at the top: only the parity tests pay its seconds of import
     return MistralConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.dim, intermediate_size=cfg.hidden_dim,
         num_hidden_layers=cfg.n_layers, num_attention_heads=cfg.n_heads, num_key_value_heads=cfg.n_kv_heads,
@@ -87,42 +87,6 @@ def no_weights_anywhere(monkeypatch, tmp_path):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return tmp_path
-
-
-def write_hf_layout(tensors: dict, cfg: me.ModelConfig, folder, shards: int = 3) -> None:
-    """Write our-named tensors (or LazyTensors) as Hugging Face does: config.json, sharded files, index.
-
-    wq/wk rows are permuted to HF's rotate-half order (n_kv_heads for wk), as HF's conversion does.
-    """
-    import json
-    from pathlib import Path
-
-    from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
-    from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
-
-    def to_hf(name, t):
-        n = cfg.n_heads if name.endswith("wq.weight") else cfg.n_kv_heads
-        if not name.endswith(("attention.wq.weight", "attention.wk.weight")):
-            return t
-        if isinstance(t, LazyTensor):
-            return LazyTensor(t.dtype, t.shape, lambda make=t.make: permute_for_hf(make(), n))
-        return permute_for_hf(t, n)
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps(cfg.to_hf_config(), indent=2))
-    names = list(tensors)
-    groups = [names[i::shards] for i in range(shards)]
-    weight_map, total = {}, 0
-    for i, group in enumerate(groups, start=1):
-        file_name = f"model-{i:05d}-of-{shards:05d}.safetensors"
-        write_safetensors(folder / file_name, {mistral_to_hf_name(n): to_hf(n, tensors[n]) for n in group},
-                          {"format": "pt"})
-        for n in group:
-            weight_map[mistral_to_hf_name(n)] = file_name
-            total += math.prod(tensors[n].shape) * torch.empty(0, dtype=tensors[n].dtype).element_size()
-    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-    (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
 
 
 @pytest.fixture(scope="module")

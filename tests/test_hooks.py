@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mistral_edu as me
@@ -108,21 +107,6 @@ def test_cached_pattern_is_softmax_of_scaled_rotated_q_k_with_gqa_and_causal_mas
         assert not torch.allclose(cache["pattern", layer], tiled, atol=1e-3)
 
 
-def test_patching_any_activation_with_its_own_value_leaves_logits_unchanged(model, tokens, full):
-    _, everything = full
-    with torch.no_grad():
-        plain = model(tokens)
-        for name in everything:
-            # Capture and patch in runs that take the same path: a scores or pattern hook sends its layer
-            # through the explicit attention (same maths, other rounding than the fused kernel).
-            captured_logits, own = model.run_with_cache(tokens, names=[name])
-            with model.hooks([(name, lambda x, hook: own[hook.name].clone())]):
-                patched = model(tokens)
-            assert torch.equal(patched, captured_logits), name
-            if "attn_scores" not in name and "pattern" not in name:
-                assert torch.equal(patched, plain), name
-
-
 def test_idle_hook_points_give_bit_identical_logits_to_a_forward_without_them(model, tokens):
     bypassed = load_benchmark().hook_points_bypassed
 
@@ -159,7 +143,7 @@ def test_run_with_cache_names_list_predicate_shorthand_to_and_nbytes(model, toke
     logits_all, everything = full
     with torch.no_grad():
         logits, cache = model.run_with_cache(tokens, names=["layers.1.hook_resid_post", ("z", -1)])
-        assert torch.equal(logits, model(tokens))  # nothing needs the pattern: the fused path
+        assert torch.equal(logits, model(tokens))
     assert list(cache.keys()) == ["layers.1.hook_resid_post", "layers.3.attention.hook_z"]
     torch.testing.assert_close(cache["resid_post", 1], everything["layers.1.hook_resid_post"])
     assert torch.equal(cache["z", 3], cache["z", -1])
@@ -175,7 +159,7 @@ def test_run_with_cache_names_list_predicate_shorthand_to_and_nbytes(model, toke
 
 
 def test_selected_heads_and_rows_match_the_full_pattern(model, tokens, full):
-    logits_explicit, cache = full
+    _, cache = full
     with torch.no_grad():
         logits, few = model.run_with_cache(tokens, pattern_heads={1: [6, 2]}, pattern_rows=slice(-3, None))
         assert torch.equal(logits, model(tokens))  # output still from the fused kernel
@@ -222,7 +206,7 @@ def test_capturing_a_few_heads_or_the_last_row_never_builds_every_heads_qk_matri
 
 def test_memory_of_a_full_cache_from_shapes():
     assert full_cache_bytes(me.ModelConfig.mistral_7b_instruct_v02(), seq=1) == 2 * 32 * (
-        7 * 4096 + 3 * 32 * 128 + 3 * 8 * 128 + 2 * 32 + 3 * 14336) + 2 * 2 * 4096
+        7 * 4096 + 3 * 32 * 128 + 3 * 8 * 128 + 2 * 32 + 3 * 14336) + 2 * 2 * 4096 + 4 * (2 * 32 + 1)  # float32 scales
 
 
 def test_unknown_names_and_out_of_range_layers_and_heads_are_clear_errors(model, tokens, full):
@@ -261,9 +245,10 @@ def test_hook_returning_a_wrong_shape_dtype_or_type_is_a_clear_error(model, toke
 
 
 def test_selected_patterns_are_read_only_and_unlisted_layers_cannot_be_hooked(model, tokens):
-    with pytest.raises(ValueError, match="read-only"):
-        with model.hooks([(("pattern", 1), lambda x, h: x * 0)], pattern_rows=slice(-1, None)):
-            model(tokens)
+    for edit in (lambda x, h: x * 0, lambda x, h: x.zero_()):
+        with pytest.raises(ValueError, match="read-only"):
+            with model.hooks([(("pattern", 1), edit)], pattern_rows=slice(-1, None)):
+                model(tokens)
     with pytest.raises(ValueError, match="layer 0 has a scores or pattern hook"):
         with model.hooks([(("pattern", 0), lambda x, h: None)], pattern_heads={1: [0]}):
             pass

@@ -18,9 +18,8 @@ import pytest
 import torch
 
 import mistral_edu as me
-from conftest import write_hf_layout
 from mistral_edu.memory import tensor_shapes
-from mistral_edu.checkpoints.safetensors_io import LazyTensor, write_safetensors
+from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
 
 # 148M parameters: 296 MB in bf16; its largest tensors (the 65 MB embedding and output) are what a
 # loader that kept a second copy of even one tensor at a time would add on top.
@@ -57,12 +56,8 @@ def lazy_random_tensors() -> dict[str, LazyTensor]:
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    mistral = tmp_path_factory.mktemp("mistral_layout")
-    (mistral / "params.json").write_text(json.dumps(CFG.to_params_json()))
-    write_safetensors(mistral / "consolidated.safetensors", lazy_random_tensors(), {"format": "pt"})
-    hf = tmp_path_factory.mktemp("hf_layout")
-    write_hf_layout(lazy_random_tensors(), CFG, hf, shards=3)
-    return {"mistral": mistral, "hf": hf}
+    return {"mistral": write_consolidated(lazy_random_tensors(), CFG, tmp_path_factory.mktemp("mistral_layout")),
+            "hf": write_hf(lazy_random_tensors(), CFG, tmp_path_factory.mktemp("hf_layout"), shards=3)}
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")

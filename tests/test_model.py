@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import mistral_edu as me
 from conftest import randomize_, small_config
-from mistral_edu.model import AttentionSpan, RMSNorm, apply_rope, rope_rotations
+from mistral_edu.model import AttentionSpan, RMSNorm, apply_rope, random_init_, rope_rotations
 
 LAYER_NAMES = ["attention_norm.weight", "attention.wq.weight", "attention.wk.weight", "attention.wv.weight",
                "attention.wo.weight", "ffn_norm.weight", "feed_forward.w1.weight", "feed_forward.w2.weight",
@@ -63,7 +63,7 @@ def test_rmsnorm_takes_its_statistic_in_float32():
         norm.weight.copy_(torch.randn(4096))
     x = (torch.randn(3, 4096) * torch.logspace(-3, 3, 4096)).to(torch.bfloat16)
     x32 = x.float()
-    expected = (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5)).to(torch.bfloat16) * norm.weight
+    expected = (x32 / torch.sqrt(x32.pow(2).mean(-1, keepdim=True) + 1e-5)).to(torch.bfloat16) * norm.weight
     assert torch.equal(norm(x), expected)
 
 
@@ -155,8 +155,8 @@ def test_a_bf16_model_returns_float32_logits():
 # ----------------------------------------------------------------------------- SDPA path == explicit path
 
 def explicit(model):
-    """Force the explicit path: a hook on hook_pattern (returning None changes nothing) needs the pattern."""
-    return model.hooks([(lambda name: name.endswith("hook_pattern"), lambda pattern, hook: None)])
+    """Force the explicit path: a hook that replaces the pattern, here by an equal copy, is honoured by it."""
+    return model.hooks([(lambda name: name.endswith("hook_pattern"), lambda pattern, hook: pattern.clone())])
 
 
 def run_in_pieces(model, x, pieces):
@@ -192,3 +192,23 @@ def test_the_explicit_pattern_is_a_distribution_over_visible_keys():
     pattern = cache["pattern", 1]                                               # (1, n_heads, 10, 10)
     assert torch.allclose(pattern.sum(-1), torch.ones(1, cfg.n_heads, 10))
     assert torch.equal(pattern[0, 0] > 0, AttentionSpan(0, 10, 0, 10, window=4).mask())
+
+
+def test_return_hidden_is_the_final_norm_output_the_logits_are_made_from():
+    model = model_for(small_config())
+    x = torch.randint(0, 256, (2, 7))
+    with torch.no_grad():
+        hidden = model(x, return_hidden=True)                                    # (2, 7, dim)
+        _, cache = model.run_with_cache(x, names=["norm.hook_normalized"])
+        assert torch.equal(model.output(hidden).float(), model(x))
+    assert torch.equal(hidden, cache["ln_final"])
+
+
+def test_random_init_fills_a_to_empty_model_completely():
+    cfg = small_config()
+    with torch.device("meta"):
+        skeleton = me.Transformer(cfg)
+    model = random_init_(skeleton.to_empty(device="cpu"), seed=1, scale_residual_outputs=True)
+    assert torch.equal(model.norm.weight, torch.ones(cfg.dim))
+    assert abs(model.layers[0].attention.wq.weight.std().item() - 0.02) < 0.002
+    assert abs(model.layers[0].feed_forward.w2.weight.std().item() - 0.02 / math.sqrt(2 * cfg.n_layers)) < 0.001

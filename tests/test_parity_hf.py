@@ -15,6 +15,7 @@ import torch
 
 import mistral_edu as me
 from conftest import hf_config, small_config
+from mistral_edu.checkpoints import layouts, permute_for_hf, unpermute_from_hf
 from safetensors.torch import load_file
 
 TOL = 1e-4
@@ -64,11 +65,13 @@ def test_logits_match_hf(name, attn_implementation, make_hf_checkpoint):
         assert theirs.std() > 0.5, "logits too flat for the comparison to mean anything"
 
 
-def test_skipping_the_unpermutation_breaks_positions_after_the_first(make_hf_checkpoint, monkeypatch):
+@pytest.mark.parametrize("strategy", ["full", "stream"])
+def test_skipping_the_unpermutation_breaks_positions_after_the_first(make_hf_checkpoint, monkeypatch, strategy):
+    """The loader and the streamer undo the permutation in one place: breaking it there breaks both."""
     cfg = CONFIGS["gqa4"]
     hf, folder = make_hf_checkpoint(cfg)
-    monkeypatch.setattr(me.checkpoints.load, "unpermute_from_hf", lambda w, n_heads: w)
-    wrong = me.load_model(folder, device="cpu", dtype="fp32", verbose=False)
+    monkeypatch.setattr(layouts, "unpermute_from_hf", lambda w, n_heads: w)
+    wrong = me.load_model(folder, device="cpu", dtype="fp32", verbose=False, strategy=strategy)
     x = tokens(cfg, 2, 17)
     with torch.no_grad():
         diff = max_diff_per_position(wrong(x), hf(x).logits)
@@ -79,8 +82,8 @@ def test_skipping_the_unpermutation_breaks_positions_after_the_first(make_hf_che
 def test_unpermuting_wk_with_n_heads_instead_of_n_kv_heads_is_wrong(make_hf_checkpoint, monkeypatch):
     cfg = CONFIGS["gqa4"]
     hf, folder = make_hf_checkpoint(cfg)
-    right = me.checkpoints.load.unpermute_from_hf
-    monkeypatch.setattr(me.checkpoints.load, "unpermute_from_hf", lambda w, n: right(w, cfg.n_heads))
+    right = layouts.unpermute_from_hf
+    monkeypatch.setattr(layouts, "unpermute_from_hf", lambda w, n: right(w, cfg.n_heads))
     wrong = me.load_model(folder, device="cpu", dtype="fp32", verbose=False)
     x = tokens(cfg, 1, 17)
     with torch.no_grad():
@@ -93,18 +96,18 @@ def test_permutation_helpers_are_inverse_and_match_hf_rotate_half():
     from transformers.models.mistral.modeling_mistral import apply_rotary_pos_emb
     n_heads, head_dim, dim = 3, 8, 5
     w = torch.randn(n_heads * head_dim, dim)
-    assert torch.equal(me.checkpoints.load.unpermute_from_hf(me.checkpoints.load.permute_for_hf(w, n_heads), n_heads), w)
+    assert torch.equal(unpermute_from_hf(permute_for_hf(w, n_heads), n_heads), w)
     x = torch.randn(1, 4, dim)
     positions = torch.arange(4)
     ours = me.model.apply_rope((x @ w.T).view(1, 4, n_heads, head_dim),
                                me.model.rope_rotations(positions, head_dim, 1e4))     # (1, 4, heads, head_dim)
-    hf_rows = me.checkpoints.load.permute_for_hf(w, n_heads)
+    hf_rows = permute_for_hf(w, n_heads)
     q = (x @ hf_rows.T).view(1, 4, n_heads, head_dim).transpose(1, 2)                # (1, heads, 4, head_dim)
     inv_freq = me.model.rope_inverse_frequencies(head_dim, 1e4)
     angles = torch.cat([torch.outer(positions.float(), inv_freq)] * 2, dim=-1)[None]  # (1, 4, head_dim)
     theirs, _ = apply_rotary_pos_emb(q, q, angles.cos(), angles.sin())
     # the two layouts order each head's dimensions differently: compare after mapping ours to HF's
-    ours_in_hf_order = me.checkpoints.load.permute_for_hf(ours.reshape(4, -1).T, n_heads).T
+    ours_in_hf_order = permute_for_hf(ours.reshape(4, -1).T, n_heads).T
     assert torch.allclose(ours_in_hf_order, theirs.transpose(1, 2).reshape(4, -1), atol=1e-5)
 
 

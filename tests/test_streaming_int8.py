@@ -1,8 +1,6 @@
 """Layer streaming gives the loaded model's numbers exactly; int8 stays within its stated error."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
@@ -11,10 +9,9 @@ import torch.nn.functional as F
 import mistral_edu as me
 from mistral_edu import memory
 from mistral_edu.default import corpus
+from mistral_edu.checkpoints import write_hf
 from mistral_edu.checkpoints.int8 import Int8Linear, compare_logits, quantize_int8
-from mistral_edu.checkpoints.safetensors_io import write_safetensors
 from mistral_edu.tokenizer import mistral_common_v1_path
-from mistral_edu.checkpoints.load import mistral_to_hf_name, permute_for_hf
 
 # The stated int8 error on the embedded default, measured on held-out English text (the input it is
 # for): logits move by at most 15% of their own spread, and the argmax agrees at 90% of positions or
@@ -50,23 +47,7 @@ def mistral_folder(default_model, tmp_path_factory):
 @pytest.fixture(scope="module")
 def hf_folder(default_model, tmp_path_factory):
     """The same weights in Hugging Face's layout: renamed, wq/wk rows permuted, two shards."""
-    folder = tmp_path_factory.mktemp("hf")
-    cfg = default_model.cfg
-    (folder / "config.json").write_text(json.dumps(cfg.to_hf_config()))
-    tensors = {}
-    for name, t in default_model.state_dict().items():
-        if name.endswith("attention.wq.weight"):
-            t = permute_for_hf(t, cfg.n_heads)
-        elif name.endswith("attention.wk.weight"):
-            t = permute_for_hf(t, cfg.n_kv_heads)
-        tensors[mistral_to_hf_name(name)] = t.contiguous()
-    names = list(tensors)
-    shards = {"model-00001-of-00002.safetensors": names[:20], "model-00002-of-00002.safetensors": names[20:]}
-    for file, part in shards.items():
-        write_safetensors(folder / file, {n: tensors[n] for n in part})
-    weight_map = {n: file for file, part in shards.items() for n in part}
-    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    return folder
+    return write_hf(default_model.state_dict(), default_model.cfg, tmp_path_factory.mktemp("hf"), shards=2)
 
 
 @pytest.mark.parametrize("layout", ["mistral", "hf"])

@@ -105,12 +105,21 @@ def test_explorer_refuses_caches_it_cannot_show(model, run):
         viz.AttentionExplorer(few, labels)
 
 
-def test_summaries_logit_lens_and_patching_figures(model, run, tmp_path):
+def test_residual_norms_head_scores_logit_lens_and_patching_figures(model, run, tmp_path):
     tokens, cache, labels = run
-    assert saved_png(viz.residual_norms(cache, save=tmp_path / "norms.png"), tmp_path / "norms.png")
-    tables = viz.head_summaries(cache)
-    assert all(t.shape == (CFG.n_layers, CFG.n_heads) for t in tables.values())
-    assert torch.all(tables["entropy (nats)"] <= math.log(tokens.shape[1]) + 1e-5)
+    stream = torch.stack([cache["resid_pre", layer][0] for layer in range(CFG.n_layers)]
+                         + [cache["resid_post", CFG.n_layers - 1][0]])           # (layers + 1, seq, dim)
+    fig = viz.residual_norms(stream.norm(dim=-1), labels, save=tmp_path / "norms.png")
+    assert saved_png(fig, tmp_path / "norms.png")
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2] == ["positions 1.. (range)",
+                                                                                 "positions 1.. (median)"]
+    few = viz.residual_norms(stream[:, :4].norm(dim=-1), labels[:4])           # one line per position
+    assert [t.get_text() for t in few.axes[0].get_legend().get_texts()] == labels[1:4] + [f"position 0: {labels[0]}"]
+    with pytest.raises(ValueError, match="one label per position"):
+        viz.residual_norms(stream.norm(dim=-1), labels[:3])
+    patterns = [cache["pattern", layer] for layer in range(CFG.n_layers)]
+    tables = {"entropy (nats)": torch.stack([analysis.head_entropy(p) for p in patterns]),
+              "sink mass": torch.stack([analysis.first_token_score(p) for p in patterns])}
     assert saved_png(viz.head_scores(tables, save=tmp_path / "heads.png"), tmp_path / "heads.png")
     lens = analysis.logit_lens(model, tokens[:, :10], target=5)
     fig = viz.logit_lens_heatmap(lens, labels[:10], save=tmp_path / "lens.png")
@@ -118,15 +127,16 @@ def test_summaries_logit_lens_and_patching_figures(model, run, tmp_path):
     corrupted = tokens[:, :6].clone()
     corrupted[0, 2] = 9
     result = analysis.patch_residual(model, tokens[:, :6], corrupted, analysis.logit_difference(3, 4))
-    fig = viz.patching_heatmap(result, labels[:6], save=tmp_path / "patch.png")
+    fig = viz.position_layer_heatmap(result.normalized, range(CFG.n_layers), labels[:6], "patched",
+                                     save=tmp_path / "patch.png")
     assert saved_png(fig, tmp_path / "patch.png")
 
 
 def test_head_entropy_of_one_hot_and_uniform_rows():
     one_hot = torch.eye(4)[None, None].expand(1, 2, 4, 4)
-    assert torch.all(viz.head_entropy(one_hot) == 0)
+    assert torch.all(analysis.head_entropy(one_hot) == 0)
     uniform = torch.full((1, 1, 3, 8), 1 / 8)
-    assert viz.head_entropy(uniform).item() == pytest.approx(math.log(8))
+    assert analysis.head_entropy(uniform).item() == pytest.approx(math.log(8))
 
 
 def test_labels_replace_glyphs_the_font_lacks(tokenizer):
@@ -134,3 +144,100 @@ def test_labels_replace_glyphs_the_font_lacks(tokenizer):
     labels = viz.token_labels(tokenizer, ids)
     assert labels[0] == "<s>" and labels[1].startswith("·hell") and "□" in "".join(labels) and all(ord(c) < 0x2E80 for c in "".join(labels))
     assert viz.token_labels(None, [5, 6]) == ["5", "6"]
+
+
+def every_lesson_figure(tokenizer):
+    """Each figure function once, on small inputs: name -> Figure."""
+    real = me.ModelConfig.mistral_7b_instruct_v02()
+    g = torch.Generator().manual_seed(0)
+    model = randomize_(me.Transformer(CFG), seed=1)
+    yield "vocabulary_chart", viz.vocabulary_chart(tokenizer)
+    yield "token_count_chart", viz.token_count_chart([("en", 40, 10, 0), ("ja", 20, 30, 12)])
+    yield "vectors_heatmap", viz.vectors_heatmap(torch.randn(3, 80, generator=g), ["a", "b", "c"], "rows")
+    yield "accumulation_error_figure", viz.accumulation_error_figure([64, 4096], {"bf16": [1e-3, 1e-1]})
+    yield "norm_gains_figure", viz.norm_gains_figure(model)
+    yield "rotation_figure", viz.rotation_figure()
+    yield "wavelengths_figure", viz.wavelengths_figure(16)
+    yield "score_grid_figure", viz.score_grid_figure(torch.randn(6, 6, generator=g), torch.randn(50, generator=g))
+    yield "rope_pair_figure", viz.rope_pair_figure([1.0, 0.4], [0.6, -0.8], m=5, n=2, freq=1.0)
+    yield "activations_figure", viz.activations_figure()
+    yield "gqa_diagram", viz.gqa_diagram(8, 2)
+    yield "masks_figure", viz.masks_figure({"causal": torch.ones(5, 5).tril().bool()})
+    yield "softmax_temperature_figure", viz.softmax_temperature_figure()
+    yield "entropy_by_layer_chart", viz.entropy_by_layer_chart(torch.rand(4, 8, generator=g), 2.0)
+    yield "decode_cost_chart", viz.decode_cost_chart([16, 128], [1.0, 1.1], [2.0, 9.0])
+    yield "rolling_buffer_chart", viz.rolling_buffer_chart(window=4, n_positions=9)
+    yield "sampling_chart", viz.sampling_chart(torch.randn(512, generator=g) * 3, list(range(12)),
+                                               [str(i) for i in range(12)])
+    yield "memory_fit_chart", viz.memory_fit_chart(real)
+    yield "kv_cache_chart", viz.kv_cache_chart(real, batches=(1, 4), weights_gib=13.5)
+    yield "breakdown_chart", viz.breakdown_chart({"bf16": {"weights": 14e9, "KV cache": 4e9}}, capacity_gib=24)
+    yield "bandwidth_chart", viz.bandwidth_chart({"H100 (3.35 TB/s)": 3350}, {"bf16": 14.5e9, "int4": 4e9})
+    yield "parameter_chart", viz.parameter_chart({"attention": 1e9, "feed_forward": 5.6e9}, "parameters")
+    yield "loss_by_position_chart", viz.loss_by_position_chart({"model": torch.ones(20), "control": torch.ones(20)},
+                                                               period=10)
+
+
+def test_every_figure_is_a_sharp_standalone_figure_that_changes_nothing_global(tokenizer, tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+    before = dict(matplotlib.rcParams)
+    open_before = plt.get_fignums()
+    for name, fig in every_lesson_figure(tokenizer):
+        assert isinstance(fig, Figure) and fig.canvas.manager is None, name     # not pyplot's: shown once
+        assert fig.dpi >= 100, name
+        width, height = fig.get_size_inches() * fig.dpi
+        assert 350 <= width <= 1600 and height <= 1600, (name, width, height)
+    assert plt.get_fignums() == open_before
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_head_scores_uses_whole_number_ticks_and_readable_cell_text():
+    table = torch.tensor([[0.0, 0.1, 0.9, 1.0], [0.5, 0.2, 0.95, 0.05], [0.0, 1.0, 0.3, 0.7]])
+    fig = viz.head_scores({"score": table}, vmin=0, vmax=1)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks() if 0 <= t < 4)
+    assert all(float(t).is_integer() for t in ax.get_yticks() if 0 <= t < 3)
+    colour = {t.get_text(): t.get_color() for t in ax.texts}
+    assert colour["0.00"] == "white" and colour["1.00"] == "black"              # viridis: dark at 0, yellow at 1
+    signed = viz.head_scores({"effect": table - 0.5}, cmap="RdBu", vmin=-0.5, vmax=0.5)
+    assert {t.get_text(): t.get_color() for t in signed.axes[0].texts}["0.00"] == "black"   # white middle of RdBu
+
+
+def test_gqa_grid_has_token_labels_and_one_colour_bar(run):
+    _, cache, labels = run
+    fig = viz.gqa_grid(cache, 1, CFG.n_kv_heads, labels)
+    panels = [ax for ax in fig.axes if ax.get_title().startswith("q head")]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "attention" in bars[0].get_ylabel()
+    fig.canvas.draw()
+    shown = [t.get_text() for t in panels[-1].get_xticklabels() if t.get_visible() and t.get_text()]
+    assert shown and set(shown) <= set(labels) and shown[0] == labels[0]
+    assert len(shown) <= 16
+
+
+def test_kv_cache_chart_is_a_straight_line_on_linear_axes():
+    real = me.ModelConfig.mistral_7b_instruct_v02()
+    ax = viz.kv_cache_chart(real, batches=(1,), without_gqa=False).axes[0]
+    assert ax.get_xscale() == "linear" and ax.get_yscale() == "linear"
+    x, y = ax.lines[0].get_data()
+    slopes = (y[1:] - y[:-1]) / (x[1:] - x[:-1])
+    assert slopes == pytest.approx([128 * 2**10 / 2**30] * len(slopes), rel=1e-2)     # 128 KiB per token
+    assert y[-1] == pytest.approx(4.0, rel=1e-3)                                       # 4 GiB at 32k
+
+
+def test_sampling_chart_scales_each_panel_to_its_own_bars():
+    logits = torch.linspace(8, -8, 512)
+    fig = viz.sampling_chart(logits, list(range(12)), [str(i) for i in range(12)], temperatures=(0.5, 2.0))
+    for ax in fig.axes:
+        tallest = max(bar.get_height() for bar in ax.patches)
+        assert ax.get_ylim()[1] < 1.2 * tallest                    # the hot panel's bars fill it, not 1% of it
+
+
+def test_loss_lines_that_coincide_stay_visible():
+    same = torch.linspace(5, 1, 20)
+    ax = viz.loss_by_position_chart({"model": same, "ablated": same + 1, "control": same.clone()}, 10).axes[0]
+    model, _, control = ax.lines[:3]
+    assert control.get_linestyle() != model.get_linestyle() and control.get_linewidth() < model.get_linewidth()
+    assert control.get_zorder() >= model.get_zorder()

@@ -17,8 +17,11 @@ import pytest
 import torch
 
 import mistral_edu as me
-from conftest import randomize_, small_config, write_hf_layout
-from mistral_edu.checkpoints.safetensors_io import SafetensorsFile, write_safetensors
+from conftest import randomize_, small_config
+from mistral_edu.checkpoints import (SafetensorsFile, default_dtype, parse_device, write_hf,
+                                     write_safetensors)
+from mistral_edu.checkpoints.find import HF_REPO_FOLDER
+from mistral_edu.dtypes import parse_dtype
 from mistral_edu.tokenizer import mistral_common_v1_path
 
 CFG = small_config()
@@ -33,7 +36,7 @@ def consolidated(make_consolidated_checkpoint) -> Path:
 @pytest.fixture
 def hf_sharded(tmp_path) -> Path:
     model = randomize_(me.Transformer(CFG), seed=0)
-    write_hf_layout(model.state_dict(), CFG, tmp_path / "hf", shards=3)
+    write_hf(model.state_dict(), CFG, tmp_path / "hf", shards=3)
     return tmp_path / "hf"
 
 
@@ -284,7 +287,7 @@ def test_unsupported_torch_dtype(consolidated):
                                             ("float32", torch.float32), (torch.bfloat16, torch.bfloat16),
                                             (None, None)])
 def test_dtype_names(name, expected):
-    assert me.checkpoints.load.parse_dtype(name) == expected
+    assert parse_dtype(name) == expected
 
 
 @pytest.mark.parametrize("bad, message", [("tpu", r"unknown device 'tpu'; use 'cpu', 'cuda' or 'cuda:N'"),
@@ -304,26 +307,13 @@ def test_unavailable_cuda():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_index_that_does_not_exist():
     with pytest.raises(ValueError, match=r"does not exist: \d+ GPU\(s\) visible"):
-        me.checkpoints.load.parse_device(f"cuda:{torch.cuda.device_count()}")
+        parse_device(f"cuda:{torch.cuda.device_count()}")
 
 
 def test_device_parsing():
-    assert me.checkpoints.load.parse_device("cpu") == torch.device("cpu")
-    assert me.checkpoints.load.parse_device(torch.device("cpu")) == torch.device("cpu")
-    assert me.checkpoints.load.parse_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def test_default_dtype(monkeypatch):
-    seven_b = me.ModelConfig.mistral_7b_instruct_v02()
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert me.checkpoints.load.default_dtype(me.ModelConfig.tiny(), cpu)[0] == torch.float32
-    assert me.checkpoints.load.default_dtype(me.ModelConfig.tiny(), cuda)[0] == torch.float32
-    assert me.checkpoints.load.default_dtype(seven_b, cpu)[0] == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert me.checkpoints.load.default_dtype(seven_b, cuda)[0] == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    dtype, note = me.checkpoints.load.default_dtype(seven_b, cuda)
-    assert dtype == torch.float32 and "no fast bf16" in note and "dtype='fp16'" in note
+    assert parse_device("cpu") == torch.device("cpu")
+    assert parse_device(torch.device("cpu")) == torch.device("cpu")
+    assert parse_device(None) == torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def test_default_dtype_when_loading(consolidated, no_weights_anywhere):
@@ -336,7 +326,7 @@ def test_default_dtype_when_loading(consolidated, no_weights_anywhere):
 
 def fake_hf_cache(root: Path, checkpoint: Path, snapshot: str = "0" * 40, ref: bool = True) -> Path:
     """The hub cache's shape: blobs, a snapshot of symlinks to them, refs/main naming the snapshot."""
-    repo = root / "hub" / me.checkpoints.load.HF_REPO_FOLDER
+    repo = root / "hub" / HF_REPO_FOLDER
     (repo / "blobs").mkdir(parents=True, exist_ok=True)
     snap = repo / "snapshots" / snapshot
     snap.mkdir(parents=True)

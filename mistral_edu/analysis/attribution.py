@@ -3,8 +3,8 @@
 The residual stream at the end is a sum: embedding + every attention output + every MLP output, and
 each attention output is a sum over heads of z_h W_O[:, h]. The logit is W_U[t] . RMSNorm(resid).
 RMSNorm divides by the root-mean-square of the whole stream, which is not linear. We freeze that
-divisor at its value in this very run (as TransformerLens does when it "folds" the final norm's
-scale): then the logit is linear in the stream and splits exactly into one term per component, and
+divisor at its value in this very run, read from norm.hook_scale (as TransformerLens does when it
+"folds" the final norm's scale): then the logit is linear in the stream and splits exactly into one term per component, and
 the terms add up to the model's own logit. What this measures is the direct path only: a head that
 acts by changing what later layers do shows nothing here (use ablation or patching for that).
 RMSNorm does not subtract the mean (unlike LayerNorm), so no centring of W_U is involved; the gain
@@ -47,14 +47,12 @@ def direct_logit_attribution(model, tokens, target: int, wrong: int | None = Non
         if token is not None and not 0 <= token < model.cfg.vocab_size:
             raise ValueError(f"{name} {token} is not a token id (0..{model.cfg.vocab_size - 1})")
     cfg = model.cfg
-    last = f"layers.{cfg.n_layers - 1}.hook_resid_post"
     logits, cache = model.run_with_cache(
-        tokens, names=lambda n: n in ("hook_embed", last) or n.endswith(("hook_z", "hook_mlp_out")))
+        tokens, names=lambda n: n in ("hook_embed", "norm.hook_scale") or n.endswith(("hook_z", "hook_mlp_out")))
     unembed = model.output.weight.float()                                        # (vocab, dim)
     direction = unembed[target] if wrong is None else unembed[target] - unembed[wrong]  # (dim,)
-    final = cache[last][0, position].float()                                     # (dim,)
-    frozen_scale = torch.rsqrt(final.pow(2).mean() + model.norm.eps)             # the norm's divisor, frozen
-    direction = direction * model.norm.weight.float() * frozen_scale             # (dim,)
+    frozen_scale = cache["norm.hook_scale"][0, position]                         # (1,): the norm's divisor, frozen
+    direction = direction * model.norm.weight.float() / frozen_scale             # (dim,)
 
     heads = torch.zeros(cfg.n_layers, cfg.n_heads)
     mlps = torch.zeros(cfg.n_layers)

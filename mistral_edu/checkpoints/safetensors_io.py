@@ -23,8 +23,32 @@ DTYPES = {
 NAMES = {v: k for k, v in DTYPES.items()}
 
 
+# No real checkpoint's header comes near this (Mistral 7B's is 25 KB); a larger claim is damage.
+MAX_HEADER_BYTES = 100_000_000
+REDOWNLOAD = "the file is damaged or not safetensors: re-download it"
+
+
+def _unique_keys(pairs: list[tuple]) -> dict:
+    """A JSON object as a dict, refusing a repeated key (json.loads would silently keep the last)."""
+    table = dict(pairs)
+    if len(table) != len(pairs):
+        repeated = sorted({k for k, _ in pairs if sum(1 for k2, _ in pairs if k2 == k) > 1})
+        raise ValueError(f"repeated key(s) {repeated[:3]}")
+    return table
+
+
+def _is_count(x) -> bool:
+    """A non-negative JSON integer (bool is an int in Python, but not in a shape)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 class SafetensorsFile:
-    """The header of one .safetensors file, validated against its size, and reads of its tensors."""
+    """The header of one .safetensors file, validated against its size, and reads of its tensors.
+
+    Every check runs before a byte of weights is read, and a hostile header (deep nesting, wrong
+    types, negative or overlapping offsets, a header length larger than the file) is a ValueError
+    naming the file, never a crash inside json or a read of the wrong bytes.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -34,36 +58,78 @@ class SafetensorsFile:
             if len(head) < 8:
                 raise ValueError(f"{self.path} is {size} bytes, too short for a safetensors file; re-download it")
             (n,) = struct.unpack("<Q", head)
-            if n > size - 8 or n > 100_000_000:
+            if n > size - 8:
                 raise ValueError(f"{self.path}: header length {n} does not fit in a {size}-byte file; "
                                  "the file is truncated or not safetensors: re-download it")
-            try:
-                header = json.loads(f.read(n))
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
-                raise ValueError(f"{self.path}: the header is not valid JSON ({err}); re-download the file") from err
-            if not isinstance(header, dict):
-                raise ValueError(f"{self.path}: the header is JSON but not a name -> tensor table; "
-                                 "the file is not safetensors: re-download it")
-        self.metadata = header.pop("__metadata__", None) or {}
+            if n > MAX_HEADER_BYTES:
+                self._refuse(f"it claims a header of {n:,} bytes, more than any checkpoint's ({MAX_HEADER_BYTES:,})")
+            header = self._parse(f.read(n))
+        self.metadata = self._check_metadata(header.pop("__metadata__", {}))
         self.data_start = 8 + n
         self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
         for name, info in header.items():
-            self.entries[name] = self._check_entry(name, info, size)
+            self.entries[name] = self._check_entry(name, info)
+        self._check_offsets(size)
 
-    def _check_entry(self, name, info, size):
+    def _refuse(self, problem: str):
+        raise ValueError(f"{self.path}: {problem}; {REDOWNLOAD}")
+
+    def _parse(self, raw: bytes) -> dict:
         try:
-            dtype = DTYPES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{self.path}: tensor {name!r} has a malformed header entry {info!r}") from err
-        itemsize = torch.empty(0, dtype=dtype).element_size()
+            header = json.loads(raw, object_pairs_hook=_unique_keys)
+        except RecursionError:
+            self._refuse("the header nests JSON too deeply to be a name -> tensor table")
+        except (ValueError, UnicodeDecodeError) as err:  # json.JSONDecodeError is a ValueError
+            self._refuse(f"the header is not valid JSON ({str(err)[:200]})")
+        if not isinstance(header, dict):
+            self._refuse(f"the header is JSON but not a name -> tensor table (a {type(header).__name__})")
+        return header
+
+    def _check_metadata(self, metadata) -> dict[str, str]:
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            self._refuse(f"the header's __metadata__ must map strings to strings, got {str(metadata)[:100]}")
+        return metadata
+
+    def _check_entry(self, name: str, info) -> tuple[torch.dtype, tuple[int, ...], int, int]:
+        """(dtype, shape, begin, end) of one header entry, each field checked for type and range."""
+        if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+            self._refuse(f"tensor {name!r} has a malformed header entry {str(info)[:100]}: not a dict of "
+                         "dtype, shape and data_offsets")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise ValueError(f"{self.path}: tensor {name!r} has a malformed header entry: dtype {str(dtype)[:30]!r}, "
+                             f"which mistral_edu does not read (it reads {', '.join(DTYPES)}); use a bf16, fp16 "
+                             "or fp32 checkpoint, or re-download this one if it should be one")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            self._refuse(f"tensor {name!r} has a malformed header entry: shape {str(shape)[:100]} is not a list "
+                         "of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)
+                and offsets[0] <= offsets[1]):
+            self._refuse(f"tensor {name!r} has a malformed header entry: data_offsets {str(offsets)[:100]} "
+                         "are not [begin, end] with 0 <= begin <= end")
+        begin, end = offsets
+        itemsize = torch.empty(0, dtype=DTYPES[dtype]).element_size()
         if end - begin != math.prod(shape) * itemsize:
-            raise ValueError(f"{self.path}: tensor {name!r} claims shape {shape} but {end - begin} bytes")
-        if self.data_start + end > size:
-            raise ValueError(f"{self.path} is truncated: tensor {name!r} ends at byte {self.data_start + end} "
+            self._refuse(f"tensor {name!r} claims shape {tuple(shape)} but {end - begin} bytes")
+        return DTYPES[dtype], tuple(shape), begin, end
+
+    def _check_offsets(self, size: int) -> None:
+        """The tensors tile the data exactly, as the format requires: no overlap, no gap, nothing after."""
+        spans = sorted((begin, end, name) for name, (_, _, begin, end) in self.entries.items())
+        last_end = max((end for _, end, _ in spans), default=0)
+        if self.data_start + last_end > size:
+            name = next(name for _, end, name in spans if end == last_end)
+            raise ValueError(f"{self.path} is truncated: tensor {name!r} ends at byte {self.data_start + last_end} "
                              f"but the file has {size} bytes; re-download it")
-        return dtype, shape, begin, end
+        expected, previous = 0, None
+        for begin, end, name in spans:
+            if begin < expected:
+                self._refuse(f"tensors {previous!r} and {name!r} overlap (bytes {begin}..{expected})")
+            if begin > expected:
+                self._refuse(f"bytes {expected}..{begin} of the data belong to no tensor (before {name!r})")
+            expected, previous = end, name
+        if self.data_start + expected != size:
+            self._refuse(f"{size - self.data_start - expected} bytes follow the last tensor")
 
     def shape(self, name: str) -> tuple[int, ...]:
         return self.entries[name][1]

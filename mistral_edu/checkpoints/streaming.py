@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..config import ModelConfig
-from ..model.transformer import Transformer, shapes_only
+from ..model.transformer import Transformer
+from .layouts import from_hf_rows
+from .safetensors_io import SafetensorsFile
+from .skeleton import set_parameter, shapes_only
 
 
 @dataclass(frozen=True)
@@ -28,20 +30,19 @@ class TensorOnDisk:
     offset: int
     stored_dtype: torch.dtype
     shape: tuple[int, ...]
-    hf_heads: int | None = None  # wq/wk of a Hugging Face file: undo the RoPE row permutation
+    name: str                           # ours, e.g. "layers.0.attention.wq.weight"
+    hf_cfg: ModelConfig | None = None   # a Hugging Face file's config: its wq/wk rows need reordering
 
     def load(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Map the bytes (no read until used) and move or cast them to device and dtype."""
-        from .load import unpermute_from_hf
-
         nbytes = math.prod(self.shape) * torch.empty(0, dtype=self.stored_dtype).element_size()
         start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY  # mappings start on a page boundary
         with open(self.path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), self.offset - start + nbytes, offset=start, access=mmap.ACCESS_COPY)
         raw = torch.frombuffer(mapped, dtype=torch.uint8, offset=self.offset - start, count=nbytes)
         tensor = raw.view(self.stored_dtype).reshape(self.shape)  # unmapped when the last view is freed
-        if self.hf_heads is not None:
-            tensor = unpermute_from_hf(tensor, self.hf_heads)
+        if self.hf_cfg is not None:
+            tensor = from_hf_rows(self.name, tensor, self.hf_cfg)
         return tensor.to(device=device, dtype=dtype)
 
 
@@ -76,20 +77,16 @@ class StreamedTransformer(Transformer):
     def _unit_names(self, unit: str) -> list[str]:
         return [name for name in self._tensors if name.startswith(unit + ".")]
 
-    def _set(self, name: str, value: torch.Tensor) -> None:
-        module_name, _, leaf = name.rpartition(".")
-        self.get_submodule(module_name)._parameters[leaf] = nn.Parameter(value, requires_grad=False)
-
     def _loader(self, unit: str):
         def load(module, args):
             for name in self._unit_names(unit):
-                self._set(name, self._tensors[name].load(self._device, self._dtype))
+                set_parameter(self, name, self._tensors[name].load(self._device, self._dtype))
         return load
 
     def _releaser(self, unit: str):
         def release(module, args, output):
             for name in self._unit_names(unit):
-                self._set(name, torch.empty(self._tensors[name].shape, device="meta", dtype=self._dtype))
+                set_parameter(self, name, torch.empty(self._tensors[name].shape, device="meta", dtype=self._dtype))
         return release
 
     def resident_bytes(self) -> int:
@@ -97,15 +94,12 @@ class StreamedTransformer(Transformer):
         return sum(p.numel() * p.element_size() for p in self.parameters() if p.device.type != "meta")
 
 
-def tensors_on_disk(plan, layout: str, cfg: ModelConfig) -> dict[str, TensorOnDisk]:
-    """TensorOnDisk for each (our name, SafetensorsFile, stored name) of weights.tensor_plan."""
+def tensors_on_disk(plan: list[tuple[str, SafetensorsFile, str]], layout: str,
+                    cfg: ModelConfig) -> dict[str, TensorOnDisk]:
+    """TensorOnDisk for each (our name, SafetensorsFile, stored name) of load.tensor_plan."""
     tensors = {}
     for ours, st, stored in plan:
         stored_dtype, shape, begin, _ = st.entries[stored]
-        heads = None
-        if layout == "hf" and ours.endswith("attention.wq.weight"):
-            heads = cfg.n_heads
-        elif layout == "hf" and ours.endswith("attention.wk.weight"):
-            heads = cfg.n_kv_heads
-        tensors[ours] = TensorOnDisk(st.path, st.data_start + begin, stored_dtype, shape, heads)
+        tensors[ours] = TensorOnDisk(st.path, st.data_start + begin, stored_dtype, shape, ours,
+                                     cfg if layout == "hf" else None)
     return tensors

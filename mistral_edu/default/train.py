@@ -26,20 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from . import corpus
+from . import DEFAULT_DIR, corpus
 from ..analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
                              previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
 from ..config import ModelConfig
-from ..model import Transformer
-from ..model.attention import AttentionSpan
-from ..model.rope import rope_rotations
-from ..checkpoints.safetensors_io import SafetensorsFile, write_safetensors
-from ..tokenizer import load_tokenizer
-from ..generation.generate import generate
-from ..checkpoints.load import load_model, save_consolidated
-from . import DEFAULT_DIR
+from ..model import Transformer, random_init_
+from ..checkpoints import SafetensorsFile, load_model, load_tokenizer, save_consolidated, write_safetensors
+from ..generation import generate
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -117,30 +111,13 @@ class Data:
 
 def init_model(cfg: ModelConfig, seed: int) -> Transformer:
     """Normal(0, 0.02) matrices; output projections of each block scaled down by sqrt(2 * n_layers)."""
-    torch.manual_seed(seed)
-    model = Transformer(cfg)
-    for name, p in model.named_parameters():
-        if p.dim() == 2:
-            std = 0.02 / math.sqrt(2 * cfg.n_layers) if name.endswith(("wo.weight", "w2.weight")) else 0.02
-            nn.init.normal_(p, std=std)
-    return model
-
-
-def final_hidden(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
-    """The normalised last residual stream (batch, seq, dim): forward() without the output layer."""
-    seq = tokens.shape[1]
-    span = AttentionSpan(0, seq, 0, seq, model.cfg.sliding_window)
-    rotations = rope_rotations(torch.arange(seq, device=tokens.device), model.cfg.head_dim, model.cfg.rope_theta)  # (seq, head_dim/2)
-    h = model.tok_embeddings(tokens)                                                      # (batch, seq, dim)
-    for layer in model.layers:
-        h = layer(h, rotations, span)                                                     # (batch, seq, dim)
-    return model.norm(h)                                                                  # (batch, seq, dim)
+    return random_init_(Transformer(cfg), seed, scale_residual_outputs=True)
 
 
 def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data) -> torch.Tensor:
     """Next-token cross-entropy over the used token types only (targets outside them are skipped)."""
     used = torch.from_numpy(data.used).to(rows.device)
-    h = final_hidden(model, rows[:, :-1])                                                 # (batch, seq, dim)
+    h = model(rows[:, :-1], return_hidden=True)                                          # (batch, seq, dim)
     logits = h @ model.output.weight[used].T                                             # (batch, seq, used)
     targets = torch.from_numpy(data.column).to(rows.device)[rows[:, 1:]]                                  # (batch, seq)
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)

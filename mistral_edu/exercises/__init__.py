@@ -1,120 +1,35 @@
-"""Exercise checkers for the notebooks: they print a verdict and a hint, and never raise.
+"""The exercises of every notebook: one checker per concept, with tiered help.
 
-A learner's unsolved stub returns None; the checker then prints "not solved yet: hint ..." so the
-notebook still runs top to bottom. A wrong answer gets told what is wrong (shape, dtype, values)
-before the hint. Every checker returns a Verdict: truthy when solved, falsy otherwise (`if verdict:`,
-`assert verdict`), and invisible as a notebook cell's last value, so only the printed line shows.
+Running an unsolved stub prints only the task, its difficulty and time; hint(name) gives the
+concept, a second call the next step; reveal(name) prints a solution. A wrong answer gets the
+diagnosis of its specific mistake. Every checker returns a Verdict: truthy when solved, invisible as
+a notebook cell's last value, so only the printed line shows. Every reference answer is computed by
+the package itself, so a checker and the lesson can never disagree.
+
+    from mistral_edu import exercises
+    exercises.check_rms_norm(my_rms_norm)
+    exercises.hint("rms_norm")
 """
-from __future__ import annotations
+from .attention import check_causal_attention, check_decode_step, check_repeat_kv
+from .catalogue import EXERCISES, Exercise, hint, reveal
+from .feed_forward import check_swiglu
+from .generation import check_rolling_slot, check_top_p
+from .heads import (check_head_entropy, check_induction_head, check_induction_scores, check_previous_token_scores,
+                    model_induction_scores, repeated_tokens)
+from .memory import (check_block_parameters, check_kv_bytes_per_token, check_kv_cache_bytes, check_tokens_that_fit,
+                     check_weight_bytes, check_weight_gib)
+from .patching import check_patching
+from .rmsnorm import check_normalized_length, check_rms_norm
+from .rope import check_rope, check_rope_rotate_half, check_wavelength
+from .tokenizer import check_bytes_to_text, check_chat_ids
+from .verdict import Verdict, assert_close
 
-from typing import Any, Callable
-
-import torch
-
-__all__ = ["Verdict", "assert_close", "check", "check_function", "compare_tensors", "max_abs_diff", "report"]
-
-
-class Verdict:
-    """A checker's result: true when solved. It shows nothing in a notebook (the printed line says it all)."""
-
-    def __init__(self, solved: bool):
-        self.solved = bool(solved)
-
-    def __bool__(self) -> bool:
-        return self.solved
-
-    def __eq__(self, other) -> bool:
-        return self.solved == bool(other)
-
-    def __hash__(self) -> int:
-        return hash(self.solved)
-
-    def __repr__(self) -> str:
-        return f"Verdict(solved={self.solved})"
-
-    def _ipython_display_(self) -> None:
-        """Display nothing: the verdict line was printed already."""
-
-
-def report(solved: bool, message: str) -> Verdict:
-    """Print one verdict line: "correct: ..." or "not solved yet: ..."; return the Verdict."""
-    print(("correct: " if solved else "not solved yet: ") + message)
-    return Verdict(solved)
-
-
-def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
-    """None when got matches expected, else a sentence saying how it differs (type, shape, values)."""
-    if not isinstance(got, torch.Tensor):
-        return f"expected a torch.Tensor, got {type(got).__name__}"
-    if tuple(got.shape) != tuple(expected.shape):
-        return f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}"
-    if got.is_complex() != expected.is_complex():
-        return f"dtype is {got.dtype}, expected {expected.dtype}"
-    if not torch.allclose(_as64(got), _as64(expected), atol=atol, rtol=rtol):
-        return f"the values differ from the reference by up to {max_abs_diff(got, expected):.3g}"
-    return None
-
-
-def _as64(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64)
-
-
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The largest elementwise |a - b|, computed in double precision (0.0 for empty tensors)."""
-    return (_as64(a) - _as64(b)).abs().max().item() if a.numel() else 0.0
-
-
-def check(answer: Any, verify: Callable[[Any], "str | None"], hint: str, success: str = "well done") -> Verdict:
-    """Judge an answer: verify(answer) returns None when right, or what is wrong.
-
-    None as the answer means the learner has not started; an exception inside verify counts as
-    wrong and is shown, never raised.
-    """
-    if answer is None:
-        return report(False, f"hint: {hint}")
-    try:
-        problem = verify(answer)
-    except Exception as err:  # a checker must never stop the notebook
-        problem = f"checking raised {type(err).__name__}: {err}"
-    if problem:
-        return report(False, f"{problem}.\n  hint: {hint}")
-    return report(True, success)
-
-
-def check_function(fn: Callable, cases: list[tuple[tuple, Any]], hint: str, success: str | None = "well done",
-                   atol: float = 1e-5, rtol: float = 1e-4) -> Verdict:
-    """Call a learner's function on each (args, expected) case; a stub returning None is "not started".
-
-    Expected values may be tensors (compared with tolerances) or anything comparable with ==.
-    With success=None nothing is printed when every case passes (for checkers that test more after).
-    """
-    if not callable(fn):
-        return report(False, f"expected a function, got {type(fn).__name__}.\n  hint: {hint}")
-    for i, (args, expected) in enumerate(cases):
-        try:
-            got = fn(*args)
-        except NotImplementedError:
-            got = None
-        except Exception as err:  # a learner's bug is reported, never raised
-            return report(False, f"case {i + 1} raised {type(err).__name__}: {err}.\n  hint: {hint}")
-        if got is None:
-            return report(False, f"hint: {hint}")
-        if isinstance(expected, torch.Tensor):
-            problem = compare_tensors(got, expected, atol=atol, rtol=rtol)
-        else:
-            problem = None if got == expected else f"returned {got!r}, expected {expected!r}"
-        if problem:
-            return report(False, f"case {i + 1}: {problem}.\n  hint: {hint}")
-    return Verdict(True) if success is None else report(True, success)
-
-
-def assert_close(label: str, got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> None:
-    """Print that a hand-built result equals the reference, with the largest difference; raise if not.
-
-    This is for checking the lesson's own code against the package or a library, not a learner's
-    answer: a mismatch there is a bug, so it stops the notebook.
-    """
-    problem = compare_tensors(got, expected, atol=atol, rtol=rtol)
-    if problem:
-        raise AssertionError(f"{label}: {problem}")
-    print(f"{label}: equal, max |diff| = {max_abs_diff(got, expected):.1e}")
+__all__ = [
+    "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
+    "check_block_parameters", "check_bytes_to_text", "check_causal_attention", "check_chat_ids",
+    "check_decode_step", "check_head_entropy", "check_induction_head", "check_induction_scores",
+    "check_kv_bytes_per_token", "check_kv_cache_bytes", "check_normalized_length", "check_patching",
+    "check_previous_token_scores", "check_repeat_kv", "check_rms_norm", "check_rolling_slot", "check_rope",
+    "check_rope_rotate_half", "check_swiglu", "check_tokens_that_fit", "check_top_p", "check_wavelength",
+    "check_weight_bytes", "check_weight_gib", "model_induction_scores", "repeated_tokens",
+]

@@ -89,7 +89,10 @@ class PlainDecoder:
         return self.model(prompt, cache=self.cache, last_only=True)[:, -1]                    # (1, vocab)
 
     def decode(self, token: int) -> torch.Tensor:
-        return self.model(torch.tensor([[token]], device=self.model.device), cache=self.cache)[:, -1]
+        """One sampled token through the cache; it came from the model's own logits, so it is a valid id
+        and checking it would only cost a device sync per step."""
+        step = torch.tensor([[token]], device=self.model.device)                              # (1, 1)
+        return self.model(step, cache=self.cache, check_ids=False)[:, -1]                     # (1, vocab)
 
 
 def chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temperature: float = 0.0,

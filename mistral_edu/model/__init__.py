@@ -3,10 +3,10 @@ from .attention import Attention, AttentionSpan, repeat_kv
 from .block import TransformerBlock
 from .feed_forward import FeedForward, swiglu
 from .kv_cache import KVCache
-from .rmsnorm import RMSNorm, rms_norm
+from .rmsnorm import RMSNorm, rms_norm, rms_scale
 from .rope import apply_rope, rope_inverse_frequencies, rope_rotations, rotate_pairs
 from .transformer import Transformer, random_init_
 
 __all__ = ["Attention", "AttentionSpan", "FeedForward", "KVCache", "RMSNorm", "Transformer", "TransformerBlock",
-           "apply_rope", "random_init_", "repeat_kv", "rms_norm", "rope_inverse_frequencies",
+           "apply_rope", "random_init_", "repeat_kv", "rms_norm", "rms_scale", "rope_inverse_frequencies",
            "rope_rotations", "rotate_pairs", "swiglu"]

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..hooks import HookPoint
+from ..hooks import AttentionHooks, HookPoint
 from .rope import apply_rope
 
 
@@ -53,30 +53,17 @@ class AttentionSpan:
         return allowed
 
 
-@dataclass(frozen=True)
-class PatternSelection:
-    """The heads and query rows a pattern hook sees, so a long context never builds every (q, k) matrix.
-
-    heads: query head indices (None: all). rows: a slice or a list of query rows of the forward call
-    (None: all; slice(-1, None): the last one). With a selection, the output still comes from the
-    fused kernel for all heads, and the selected scores are computed on the side for hooks to read.
-    """
-
-    heads: tuple[int, ...] | None = None
-    rows: slice | list[int] | None = None
-
-
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Give each query head its KV head: KV head g serves query heads g*n_rep .. g*n_rep + n_rep-1."""
     return x.repeat_interleave(n_rep, dim=2)                 # (batch, seq, n_kv_heads * n_rep, head_dim)
 
 
-class Attention(nn.Module):
+class Attention(AttentionHooks, nn.Module):
     """Multi-head causal self-attention with RoPE and grouped keys/values.
 
-    Two paths give the same output: torch's fused scaled_dot_product_attention, which never stores
-    the (q, k) scores, and an explicit one that does, taken only when a hook wants the scores or the
-    pattern.
+    The output always comes from torch's fused scaled_dot_product_attention, which never stores the
+    (q, k) scores. The explicit maths below (scores, pattern, mix_values) gives the same result; it
+    runs only for hooks on the scores or the pattern (see AttentionHooks, in hooks/attention.py).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -89,12 +76,6 @@ class Attention(nn.Module):
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
         for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
             setattr(self, f"hook_{name}", HookPoint())
-        self.pattern_selection: PatternSelection | None = None
-
-    @property
-    def wants_pattern(self) -> bool:
-        """Whether a hook needs the materialised scores or pattern (forcing the explicit path)."""
-        return bool(self.hook_attn_scores.fns or self.hook_pattern.fns)
 
     def forward(self, x, rotations, span: AttentionSpan, cache=None, layer: int = 0) -> torch.Tensor:
         batch, seq, _ = x.shape
@@ -105,50 +86,36 @@ class Attention(nn.Module):
         k = self.hook_rot_k(apply_rope(k, rotations))                                 # (batch, seq, n_kv_heads, head_dim)
         if cache is not None:
             k, v = cache.update(layer, k, v)                                          # (batch, keys, n_kv_heads, head_dim)
-        if self.wants_pattern and self.pattern_selection is None:
-            z = self.explicit_attention(q, k, v, span)
-        else:
-            z = self.fused_attention(q, k, v, span)
-            if self.wants_pattern:
-                self.show_selected_pattern(q, k, span)
+        z = self.fused_attention(q, k, v, span)                                       # (batch, seq, n_heads, head_dim)
+        if self.wants_pattern:
+            z = self.through_pattern_hooks(q, k, v, span, z)                          # (batch, seq, n_heads, head_dim)
         z = self.hook_z(z)                                                            # (batch, seq, n_heads, head_dim)
         return self.wo(z.reshape(batch, seq, self.n_heads * self.head_dim))          # (batch, seq, dim)
 
-    def explicit_attention(self, q, k, v, span: AttentionSpan) -> torch.Tensor:
-        """softmax(q k^T / sqrt(head_dim) + mask) v, with every intermediate visible to hooks."""
-        k = repeat_kv(k, self.n_rep)                                                  # (batch, keys, n_heads, head_dim)
-        v = repeat_kv(v, self.n_rep)                                                  # (batch, keys, n_heads, head_dim)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)     # (batch, n_heads, q, keys)
-        scores = scores.masked_fill(~span.mask(q.device), float("-inf"))
-        scores = self.hook_attn_scores(scores)
-        pattern = self.hook_pattern(F.softmax(scores.float(), dim=-1).type_as(q))     # (batch, n_heads, q, keys)
-        return torch.einsum("bhqk,bkhd->bqhd", pattern, v)                            # (batch, q, n_heads, head_dim)
+    def scores(self, q, k, span: AttentionSpan, heads=None, rows=slice(None)) -> torch.Tensor:
+        """q k^T / sqrt(head_dim), -inf where the mask hides a key; query head h reads KV head h // n_rep.
 
-    def show_selected_pattern(self, q, k, span: AttentionSpan) -> None:
-        """Scores and pattern of the selected heads and query rows only, for hooks that read them.
-
-        Only len(heads) x len(rows) x keys numbers are built. The hooks may look but not replace:
-        the output was already computed by the fused kernel.
+        heads and rows pick some query heads and rows only (all by default), so a hook can read a few
+        heads of a long context without building every (q, k) matrix.
         """
-        selection = self.pattern_selection
-        heads = list(range(self.n_heads)) if selection.heads is None else list(selection.heads)
-        rows = slice(None) if selection.rows is None else selection.rows
-        kv_heads = [h // self.n_rep for h in heads]
-        q = q[:, rows][:, :, heads]                                                   # (batch, rows, n_sel, head_dim)
-        k = k[:, :, kv_heads]                                                         # (batch, keys, n_sel, head_dim)
+        q = q[:, rows]                                                                # (batch, rows, n_heads, head_dim)
+        if heads is None:
+            k = repeat_kv(k, self.n_rep)                                              # (batch, keys, n_heads, head_dim)
+        else:
+            q = q[:, :, list(heads)]                                                  # (batch, rows, n_sel, head_dim)
+            k = k[:, :, [h // self.n_rep for h in heads]]                             # (batch, keys, n_sel, head_dim)
         scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)     # (batch, n_sel, rows, keys)
-        scores = scores.masked_fill(~span.mask(q.device, rows), float("-inf"))
-        self._read_only(self.hook_attn_scores, scores)
-        if self.hook_pattern.fns:
-            pattern = F.softmax(scores.float(), dim=-1).type_as(q)                   # (batch, n_sel, rows, keys)
-            self._read_only(self.hook_pattern, pattern)
+        return scores.masked_fill(~span.mask(q.device, rows), float("-inf"))
 
     @staticmethod
-    def _read_only(point: HookPoint, x: torch.Tensor) -> None:
-        if point(x) is not x:
-            raise ValueError(f"a hook on {point.name} returned a replacement, but with pattern_heads or "
-                             "pattern_rows the pattern is read-only (the output comes from the fused kernel); "
-                             "hook the full pattern, without a selection, to edit it")
+    def pattern(scores: torch.Tensor) -> torch.Tensor:
+        """softmax over the keys, in float32 (a row of bf16 exponentials would not sum to 1), cast back."""
+        return F.softmax(scores.float(), dim=-1).type_as(scores)                      # (batch, n_sel, rows, keys)
+
+    def mix_values(self, pattern, v) -> torch.Tensor:
+        """Each query's output: its pattern's weighted sum of the values, every query head."""
+        v = repeat_kv(v, self.n_rep)                                                  # (batch, keys, n_heads, head_dim)
+        return torch.einsum("bhqk,bkhd->bqhd", pattern, v)                            # (batch, q, n_heads, head_dim)
 
     def fused_attention(self, q, k, v, span: AttentionSpan) -> torch.Tensor:
         """The same computation in one fused kernel that never stores the (q, keys) matrix."""

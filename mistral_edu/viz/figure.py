@@ -1,27 +1,67 @@
-"""What every figure function shares: a figure that is not pyplot's, saving, and readable token labels.
+"""What every figure function shares: one figure style, saving, and readable labels.
 
-Figures are made with matplotlib.figure.Figure, not pyplot: nothing global is left open, and a
-notebook shows a returned figure exactly once (as the cell's value), also in VS Code, Colab and a
-GitHub preview, where the PNG is stored in the notebook.
+Figures are matplotlib.figure.Figure objects, not pyplot's: nothing global is left open or changed
+(no rcParams), and a notebook shows a returned figure exactly once, as the cell's value, also in
+VS Code, Colab and a GitHub preview, where the PNG is stored in the notebook.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
+from matplotlib.ticker import MaxNLocator
+
+DPI = 110           # ~770 px for a 7-inch figure: sharp text, and a notebook of PNGs stays well under 1 MB
+GIB = 2**30
+KIB = 2**10
 
 
 def new_figure(width: float, height: float) -> Figure:
-    """A figure of width x height inches, never larger than a screen can show."""
-    return Figure(figsize=(min(width, 16), min(height, 16)), layout="constrained")
+    """A figure of width x height inches at DPI, never larger than a screen can show."""
+    return Figure(figsize=(min(width, 16), min(height, 16)), dpi=DPI, layout="constrained")
 
 
-def finish(fig: Figure, save: str | Path | None, dpi: int = 100) -> Figure:
+def tidy(ax: Axes, grid: bool = True) -> Axes:
+    """The house style for charts (not images): a faint grid behind the data, no top or right frame."""
+    ax.grid(grid, alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def integer_ticks(axis) -> None:
+    """Ticks only at whole numbers (layers, heads, positions), never at 2.5."""
+    axis.set_major_locator(MaxNLocator(integer=True))
+
+
+def text_colour_for(rgba) -> str:
+    """Black on light colours, white on dark ones, judged by the colour's luminance (Rec. 709 weights)."""
+    r, g, b = rgba[:3]
+    return "black" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "white"
+
+
+def text_colour_on(image: AxesImage, value: float) -> str:
+    """The text colour that reads on the cell colour `image` gives `value`."""
+    return text_colour_for(image.cmap(image.norm(value)))
+
+
+def annotate_cells(ax: Axes, image: AxesImage, table, fmt: str = "{:.2f}", fontsize: float = 7) -> None:
+    """Print each cell's value on a heatmap, in the colour its own background needs."""
+    for row in range(table.shape[0]):
+        for col in range(table.shape[1]):
+            value = float(table[row, col])
+            ax.text(col, row, fmt.format(value), ha="center", va="center", fontsize=fontsize,
+                    color=text_colour_on(image, value))
+
+
+def finish(fig: Figure, save: str | Path | None) -> Figure:
     """Save fig as PNG when a path is given (its folder is created), and return it."""
     if save is not None:
         save = Path(save)
         save.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(save, dpi=dpi, format="png")
+        fig.savefig(save, dpi=DPI, format="png")
     return fig
 
 

@@ -1,9 +1,10 @@
-"""An attention explorer: pick a layer, a head and a query token; see where that token looks.
+"""Interactive views (ipywidgets) for what Python must recompute as you move a slider: tokenizer
+pieces as you type, RoPE's turning pair, and where each token looks in each attention head.
 
-Every pattern is copied out of the cache once, into one (layers, heads, q, k) float16 array, so
-moving a slider only formats a few kilobytes of HTML: it stays fast on the real 7B model (32 x 32
-heads over 100 tokens is 20 MB). ipywidgets only, no JavaScript of our own and nothing from a CDN.
-snapshot() draws the same view with matplotlib for places where widgets do not run (a GitHub preview).
+The attention explorer copies every pattern out of the cache once, into one (layers, heads, q, k)
+float16 array, so moving a slider only formats a few kilobytes of HTML: it stays fast on the real 7B
+model (32 x 32 heads over 100 tokens is 20 MB). No JavaScript of our own and nothing from a CDN.
+AttentionExplorer.snapshot() draws the same view as a figure for places where widgets do not run.
 """
 from __future__ import annotations
 
@@ -11,10 +12,69 @@ import html
 
 import ipywidgets as widgets
 import numpy as np
+import torch
+from IPython.display import display
 
-from .figure import finish, new_figure
+from .figure import finish, new_figure, text_colour_for
+from .rope import rope_pair_figure
+from .tokens import pieces_html
 
 _BLUE = (33, 113, 181)
+
+
+def _shade(alpha: float) -> tuple[float, float, float]:
+    """_BLUE at opacity alpha over a white page, as an RGB triple in 0..1."""
+    return tuple(1 - alpha * (1 - c / 255) for c in _BLUE)
+
+
+def token_explorer(tok, text: str = "Hello world! Bonjour 🦙 [INST]"):
+    """A text box and its pieces, updated as you type."""
+    box = widgets.Textarea(value=text, description="text", layout=widgets.Layout(width="95%", height="60px"))
+    bos = widgets.Checkbox(value=False, description="add BOS")
+    view = widgets.HTML()
+
+    def update(_=None):
+        ids = tok.encode(box.value, bos=bos.value)
+        n_bytes = sum(tok.id_to_piece(i).startswith("<0x") for i in ids)
+        view.value = (f"<div>{len(ids)} tokens, {len(box.value)} characters, {n_bytes} byte-fallback pieces; "
+                      f"ids: <code>{ids[:64]}{' ...' if len(ids) > 64 else ''}</code></div>"
+                      + pieces_html(tok, ids))
+
+    box.observe(update, names="value")
+    bos.observe(update, names="value")
+    update()
+    return widgets.VBox([box, bos, view])
+
+
+def rope_explorer(head_dim: int = 128, theta: float = 1e6, seed: int = 0):
+    """Sliders for the query's and the key's positions and the pair: watch them turn, and q.k depend on m - n."""
+    from ..model.rope import apply_rope, rope_inverse_frequencies, rope_rotations
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(head_dim, generator=g)                                   # (head_dim,)
+    k = torch.randn(head_dim, generator=g)                                   # (head_dim,)
+    freqs = rope_inverse_frequencies(head_dim, theta).tolist()
+    m_slider = widgets.IntSlider(value=5, min=0, max=4096, description="query m")
+    n_slider = widgets.IntSlider(value=2, min=0, max=4096, description="key n")
+    pair = widgets.IntSlider(value=0, min=0, max=head_dim // 2 - 1, description="pair i")
+    out = widgets.Output()
+
+    def score(m, n):
+        rot = rope_rotations(torch.tensor([m, n]), head_dim, theta)          # (2, head_dim/2)
+        both = apply_rope(torch.stack([q, k])[None, :, None, :], rot)[0, :, 0]  # (2, head_dim)
+        return float(both[0] @ both[1])
+
+    def update(_=None):
+        m, n, i = m_slider.value, n_slider.value, pair.value
+        with out:
+            out.clear_output(wait=True)
+            display(rope_pair_figure(q[2 * i:2 * i + 2].tolist(), k[2 * i:2 * i + 2].tolist(), m, n, freqs[i]))
+            print(f"q.k over all {head_dim} dims at (m={m}, n={n}): {score(m, n):+.4f}; "
+                  f"shifted to (m={m + 100}, n={n + 100}): {score(m + 100, n + 100):+.4f}")
+
+    for w in (m_slider, n_slider, pair):
+        w.observe(update, names="value")
+    update()
+    return widgets.VBox([widgets.HBox([m_slider, n_slider, pair]), out])
 
 
 def precompute_patterns(cache, n_layers: int | None = None) -> np.ndarray:
@@ -57,14 +117,18 @@ class AttentionExplorer(widgets.VBox):
     def _redraw(self, change=None) -> None:
         self.view.value = self.html(self.layer.value, self.head.value, self.query.value)
 
+    def _strengths(self, layer: int, head: int, query: int) -> np.ndarray:
+        """The query's attention to each token, scaled so that the strongest is 1 (the shading's opacity)."""
+        weights = self.patterns[layer, head, query].astype(np.float32)           # (k,)
+        return weights / max(float(weights.max()), 1e-6)
+
     def html(self, layer: int, head: int, query: int) -> str:
         """The text with each token's background as strong as the query's attention to it."""
         weights = self.patterns[layer, head, query].astype(np.float32)           # (k,)
-        strongest = max(float(weights.max()), 1e-6)
         spans = []
-        for i, (label, w) in enumerate(zip(self.labels, weights)):
-            style = f"background:rgba({_BLUE[0]},{_BLUE[1]},{_BLUE[2]},{w / strongest:.3f});"
-            style += "color:#fff;" if w / strongest > 0.6 else ""
+        for i, (label, w, alpha) in enumerate(zip(self.labels, weights, self._strengths(layer, head, query))):
+            style = f"background:rgba({_BLUE[0]},{_BLUE[1]},{_BLUE[2]},{alpha:.3f});"
+            style += "color:#fff;" if text_colour_for(_shade(alpha)) == "white" else ""
             if i == query:
                 style += "outline:2px solid #d62728;"
             if i > query:
@@ -82,8 +146,7 @@ class AttentionExplorer(widgets.VBox):
     def snapshot(self, save=None, width_chars: int = 70):
         """The current view as a matplotlib figure (a static picture of what the widget shows)."""
         layer, head, query = self.layer.value, self.head.value, self.query.value
-        weights = self.patterns[layer, head, query].astype(np.float32)
-        strongest = max(float(weights.max()), 1e-6)
+        strengths = self._strengths(layer, head, query)                          # (k,)
         lines, line, used = [], [], 0
         for i, label in enumerate(self.labels):
             if used + len(label) + 1 > width_chars and line:
@@ -100,9 +163,9 @@ class AttentionExplorer(widgets.VBox):
         ax.text(0, -0.5, f"layer {layer}, head {head}, query {query} ({self.labels[query]})", fontsize=10)
         for row, items in enumerate(lines):
             for i, label, col in items:
-                alpha = float(weights[i]) / strongest
+                alpha = float(strengths[i])
                 box = dict(boxstyle="round,pad=0.15", facecolor=tuple(c / 255 for c in _BLUE) + (alpha,),
                            edgecolor="#d62728" if i == query else "none")
                 ax.text(col, row + 0.3, label, family="monospace", fontsize=11, bbox=box,
-                        color="#aaa" if i > query else ("white" if alpha > 0.6 else "black"))
+                        color="#aaa" if i > query else text_colour_for(_shade(alpha)))
         return finish(fig, save)

@@ -1,0 +1,86 @@
+"""Activation-patching exercise (notebooks 09 and 10): one residual-stream vector from the clean run.
+
+The checker runs on a small model of its own, so it costs the same on the embedded default and on
+the real 7B weights.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..config import ModelConfig
+from ..model import Transformer
+from .catalogue import Exercise, register
+from .verdict import Verdict, attempt, check, diagnose
+
+__all__ = ["check_patching", "patch_resid_pre"]
+
+PATCHING = register(Exercise(
+    name="patching", notebook="09, 10", difficulty=3, minutes=25,
+    task="write patch(model, clean_tokens, corrupted_tokens, layer, position): the logits of the corrupted run "
+         "with layers.{layer}.hook_resid_pre at `position` taken from the clean run",
+    hints=("patching runs the CORRUPTED prompt and pastes in one activation from the clean run; if the output moves "
+           "back toward the clean answer, that activation carried the difference",
+           "1) _, clean = model.run_with_cache(clean_tokens, names=[name]); 2) a hook fn(x, hook) that returns a "
+           "copy of x with x[:, position] = clean[name][:, position]; 3) with model.hooks([(name, fn)]): run the "
+           "corrupted tokens"),
+    solution='''def patch(model, clean_tokens, corrupted_tokens, layer, position):
+    name = f"layers.{layer}.hook_resid_pre"
+    _, clean = model.run_with_cache(clean_tokens, names=[name])
+    def paste(x, hook):
+        x = x.clone()                                    # never edit the activation in place
+        x[:, position] = clean[name][:, position]
+        return x
+    with model.hooks([(name, paste)]):
+        return model(corrupted_tokens)''',
+))
+
+
+def _checker_model() -> Transformer:
+    """A small deterministic model so the patching check costs the same on any machine."""
+    cfg = ModelConfig(dim=32, n_layers=2, head_dim=8, hidden_dim=64, n_heads=4, n_kv_heads=2, vocab_size=50)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = Transformer(cfg)
+    return model.eval().requires_grad_(False)
+
+
+def patch_resid_pre(model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor, layer: int, position: int,
+                    hook: str = "hook_resid_pre", positions=None) -> torch.Tensor:
+    """Logits of the corrupted run with one residual-stream vector taken from the clean run."""
+    name = f"layers.{layer}.{hook}"
+    _, clean = model.run_with_cache(clean_tokens, names=[name])
+    where = [position] if positions is None else positions
+
+    def paste(x, _hook):
+        x = x.clone()                                    # (batch, seq, dim)
+        x[:, where] = clean[name][:, where]
+        return x
+
+    with model.hooks([(name, paste)]):
+        return model(corrupted_tokens)                   # (batch, seq, vocab)
+
+
+def check_patching(fn: Callable[..., torch.Tensor] | None) -> Verdict:
+    """fn(model, clean_tokens, corrupted_tokens, layer, position) -> logits of the patched corrupted run."""
+    model = _checker_model()
+    clean = torch.tensor([[1, 7, 12, 30, 4, 9]])
+    corrupted = torch.tensor([[1, 7, 25, 30, 4, 9]])
+
+    def verify(fn) -> str | None:
+        for layer, position in [(1, 2), (0, 4)]:
+            got = attempt(fn, model, clean.clone(), corrupted.clone(), layer, position)
+            problem = diagnose(got, patch_resid_pre(model, clean, corrupted, layer, position), {
+                "these are the corrupted logits unchanged: did the hook return the patched tensor?":
+                    lambda: model(corrupted),
+                "these are the clean logits: either you ran the clean tokens, or you patched every position; run "
+                "the CORRUPTED tokens with only `position` taken from the clean run": lambda: model(clean),
+                "you patched hook_resid_post (the block's output), not hook_resid_pre (its input)":
+                    lambda: patch_resid_pre(model, clean, corrupted, layer, position, hook="hook_resid_post"),
+            }, atol=1e-4)
+            if problem:
+                return f"layer {layer}, position {position}: {problem}"
+        return None
+
+    return check(PATCHING, fn, verify, "patched logits match")

@@ -1,0 +1,397 @@
+"""Every checker names the specific mistake of at least three conceptual wrong answers, and accepts
+other right answers than the revealed solution."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mistral_edu as me
+from mistral_edu import exercises as ex
+from mistral_edu.exercises.patching import _checker_model, patch_resid_pre
+from mistral_edu.exercises.rope import rope_rotate_half_reference, rotate_half_rope, to_half_layout
+from mistral_edu.generation import top_p_filter
+from mistral_edu.memory import parameter_count
+from mistral_edu.model import apply_rope, rms_norm, rope_rotations
+
+REAL = me.ModelConfig.mistral_7b_instruct_v02()
+
+
+def accepts(capsys, checker, answer, *args):
+    ok = checker(answer, *args)
+    out = capsys.readouterr().out
+    assert ok and out.startswith("correct"), out
+
+
+def rejects(capsys, checker, answer, words, *args):
+    ok = checker(answer, *args)
+    out = capsys.readouterr().out
+    assert not ok and out.startswith("not solved yet"), out
+    assert words in out, out
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return me.load_tokenizer()
+
+
+# ------------------------------------------------------------------ tokenizer (01)
+
+def test_chat_ids(capsys, tok):
+    def by_hand(messages, bos_each=False, eos=True, system_turn=False):
+        system = messages[0]["content"] if messages[0]["role"] == "system" and not system_turn else None
+        turns = messages[1:] if system else messages
+        ids = [tok.bos_id]
+        for i, m in enumerate(turns):
+            if m["role"] in ("user", "system"):
+                content = f"{system}\n\n{m['content']}" if i == 0 and system else m["content"]
+                ids += tok.encode(f"[INST] {content} [/INST]", bos=bos_each)
+            else:
+                ids += tok.encode(m["content"], bos=bos_each) + ([tok.eos_id] if eos else [])
+        return ids
+
+    accepts(capsys, ex.check_chat_ids, by_hand, tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m)[1:], "BOS = 1", tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, bos_each=True), "BOS comes once", tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, eos=False), "end with EOS", tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, system_turn=True), "not a turn of its own", tok)
+    one_string = lambda m: tok.encode("".join(f"[INST] {x['content']} [/INST]" for x in m if x["role"] == "user"))
+    rejects(capsys, ex.check_chat_ids, one_string, "first difference", tok)
+
+
+def test_bytes_to_text(capsys):
+    accepts(capsys, ex.check_bytes_to_text, lambda p: bytes(int(x[3:5], 16) for x in p).decode("utf-8"))
+    rejects(capsys, ex.check_bytes_to_text, lambda p: "".join(chr(int(x[3:5], 16)) for x in p), "(chr)")
+    rejects(capsys, ex.check_bytes_to_text, lambda p: "".join(p), "names of bytes")
+    rejects(capsys, ex.check_bytes_to_text,
+            lambda p: "".join(bytes([int(x[3:5], 16)]).decode("utf-8", "replace") for x in p), "one at a time")
+
+
+# ------------------------------------------------------------------ memory (00, 04, 05, 07)
+
+def test_weight_gib(capsys):
+    n = parameter_count(REAL)
+    accepts(capsys, ex.check_weight_gib, n * 2 / 2**30)
+    rejects(capsys, ex.check_weight_gib, n * 2 / 1e9, "GB")
+    rejects(capsys, ex.check_weight_gib, n * 4 / 2**30, "float32")
+    rejects(capsys, ex.check_weight_gib, n / 2**30, "counts parameters")
+    rejects(capsys, ex.check_weight_gib, n * 2, "that is bytes")
+
+
+def test_tokens_that_fit(capsys):
+    free = 24 * 2**30 - parameter_count(REAL) * 2
+    accepts(capsys, ex.check_tokens_that_fit, free // (2 * 32 * 8 * 128 * 2))
+    rejects(capsys, ex.check_tokens_that_fit, free // (32 * 8 * 128 * 2), "counts only K")
+    rejects(capsys, ex.check_tokens_that_fit, free // (2 * 32 * 32 * 128 * 2), "8 key/value heads")
+    rejects(capsys, ex.check_tokens_that_fit, free // (2 * 8 * 128 * 2), "32 layers")
+    rejects(capsys, ex.check_tokens_that_fit, 24 * 2**30 // (2 * 32 * 8 * 128 * 2), "subtract them")
+
+
+def test_kv_bytes_per_token(capsys):
+    right = lambda c, b: 2 * c.n_layers * c.n_kv_heads * c.head_dim * b
+    accepts(capsys, ex.check_kv_bytes_per_token, right)
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) // 2, "K-and-V factor of 2")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, 2), "hard-coded 2 bytes")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, 1), "forgot bytes_per_value")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) * c.n_heads // c.n_kv_heads, "n_kv_heads")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) // c.n_layers, "one layer")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) + 1, "expected")
+
+
+def test_kv_cache_bytes(capsys):
+    right = lambda c, ctx, b, nb: 2 * c.n_layers * c.n_kv_heads * c.head_dim * ctx * b * nb
+    accepts(capsys, ex.check_kv_cache_bytes, right)
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) // 2, "K-and-V factor of 2")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, 2), "hard-coded 2 bytes")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, 1), "forgot bytes_per_value")
+    rejects(capsys, ex.check_kv_cache_bytes,
+            lambda c, ctx, b, nb: 2 * c.n_layers * c.n_heads * c.head_dim * ctx * b * nb, "n_kv_heads")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) * 8, "bits")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) // c.n_layers, "one layer")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, 1, nb), "expected")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: str(right(c, ctx, b, nb)), "a number")
+
+
+def test_weight_bytes(capsys):
+    accepts(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8)
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits, "that is bits")
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8 / 2**30, "GiB")
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8 / 1e9, "GB")
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * 2, "always 2 bytes")
+
+
+def test_block_parameters(capsys):
+    right = lambda c: c.dim * c.head_dim * (2 * c.n_heads + 2 * c.n_kv_heads) + 3 * c.dim * c.hidden_dim + 2 * c.dim
+    accepts(capsys, ex.check_block_parameters, right)
+    assert right(REAL) * REAL.n_layers + 2 * REAL.vocab_size * REAL.dim + REAL.dim == parameter_count(REAL)
+    rejects(capsys, ex.check_block_parameters, lambda c: right(c) - 2 * c.dim, "RMSNorm gains")
+    rejects(capsys, ex.check_block_parameters,
+            lambda c: 4 * c.dim * c.n_heads * c.head_dim + 3 * c.dim * c.hidden_dim + 2 * c.dim, "n_kv_heads")
+    rejects(capsys, ex.check_block_parameters, lambda c: right(c) - c.dim * c.hidden_dim, "three")
+
+
+# ------------------------------------------------------------------ RMSNorm (02, 10)
+
+def test_rms_norm(capsys):
+    accepts(capsys, ex.check_rms_norm, rms_norm)
+    accepts(capsys, ex.check_rms_norm, lambda x, w, e: F.rms_norm(x.float(), (x.shape[-1],), eps=e).type_as(x) * w)
+    no_float32 = lambda x, w, e: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + e) * w
+    rejects(capsys, ex.check_rms_norm, no_float32, "overflows float16")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: rms_norm(x.float(), w.float(), e), "cast the float32 result")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: rms_norm(x, w, 0.0), "ignores eps")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x * torch.rsqrt(x.mean(-1, keepdim=True) + e) * w,
+            "mean of the SQUARES")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: F.layer_norm(x, x.shape[-1:], eps=e) * w, "LayerNorm")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: rms_norm(x, torch.ones_like(w), e), "gain")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + e) * w,
+            "eps is outside the root")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x * torch.rsqrt(x.pow(2).mean(0, keepdim=True) + e) * w,
+            "wrong dimension")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x.abs(), "differ")
+
+
+def test_normalized_length(capsys):
+    accepts(capsys, ex.check_normalized_length, math.sqrt(REAL.dim))
+    rejects(capsys, ex.check_normalized_length, 1.0, "root-mean-square")
+    rejects(capsys, ex.check_normalized_length, 4096, "squared length")
+    rejects(capsys, ex.check_normalized_length, 1 / 64, "does not shrink")
+
+
+# ------------------------------------------------------------------ RoPE (03, 10)
+
+def rope_neighbours(x, positions, theta, sign=1.0, start=None, interleave=True):
+    hd = x.shape[-1]
+    inv = theta ** (-torch.arange(0, hd, 2).double() / hd)
+    pos = positions.double() if start is None else torch.arange(start, start + x.shape[1]).double()
+    ang = sign * pos[:, None] * inv                          # (seq, hd/2)
+    cos, sin = ang.cos()[None, :, None].float(), ang.sin()[None, :, None].float()
+    a, b = x[..., 0::2], x[..., 1::2]
+    a2, b2 = a * cos - b * sin, a * sin + b * cos
+    return torch.stack([a2, b2], -1).flatten(-2) if interleave else torch.cat([a2, b2], -1)
+
+
+def test_rope(capsys):
+    accepts(capsys, ex.check_rope, rope_neighbours)
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, interleave=False), "re-interleave")
+    rejects(capsys, ex.check_rope, rotate_half_rope, "rotate-half")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, sign=-1.0), "wrong way")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, start=0), "ignores the positions")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, 1e4), "theta is 1e4")
+    rejects(capsys, ex.check_rope, lambda x, p, t: x, "differ")
+
+
+def test_rotate_half_reference_is_the_hugging_face_formula():
+    x, positions, d = torch.randn(5, 16), torch.tensor([0, 3, 9, 40, 7]), 16
+    angles = positions.double()[:, None] * 1e6 ** (-torch.arange(0, d, 2).double() / d)
+    cos, sin = torch.cat([angles.cos()] * 2, -1).float(), torch.cat([angles.sin()] * 2, -1).float()
+    by_formula = x * cos + torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * sin
+    assert torch.allclose(rope_rotate_half_reference(x, positions, 1e6), by_formula, atol=1e-5)
+    assert torch.equal(to_half_layout(torch.arange(6)), torch.tensor([0, 2, 4, 1, 3, 5]))
+
+
+def test_rope_rotate_half(capsys):
+    accepts(capsys, ex.check_rope_rotate_half, rope_rotate_half_reference)
+    interleaved = lambda x, p, t: apply_rope(x[None, :, None, :], rope_rotations(p, x.shape[-1], t))[0, :, 0]
+    rejects(capsys, ex.check_rope_rotate_half, interleaved, "interleaved")
+
+    def no_minus(x, p, t):
+        d = x.shape[-1]
+        r = rope_rotations(p, d, t)
+        cos, sin = torch.cat([r.real, r.real], -1), torch.cat([r.imag, r.imag], -1)
+        return x * cos + torch.cat([x[..., d // 2:], x[..., :d // 2]], -1) * sin
+    rejects(capsys, ex.check_rope_rotate_half, no_minus, "minus")
+    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, torch.arange(6), t),
+            "ignores the positions")
+    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, p, 1e6), "hard-coded")
+
+
+def test_wavelength(capsys):
+    accepts(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (2 * i / d))
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: t ** (2 * i / d), "2 * pi")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: t ** (-2 * i / d), "frequency")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (i / d), "exponent")
+
+
+# ------------------------------------------------------------------ attention (04, 06, 10)
+
+def causal(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf):
+    s = q.shape[0]
+    scores = q @ k.T / (math.sqrt(q.shape[-1]) if scale else 1.0)
+    return scores.masked_fill(torch.ones(s, s, dtype=torch.bool).triu(diagonal), fill).softmax(dim) @ v
+
+
+def test_causal_attention(capsys):
+    accepts(capsys, ex.check_causal_attention, causal)
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.softmax(q @ k.T / 4, -1) @ v, "no causal mask")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, scale=False), "sqrt")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0),
+            "the first row is NaN: your mask hides the diagonal")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0, fill=-1e9),
+            "hides the diagonal as well")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.nan_to_num(causal(q, k, v, dim=0)), "queries")
+
+
+def test_repeat_kv(capsys):
+    accepts(capsys, ex.check_repeat_kv,
+            lambda x, n: x[:, :, :, None].expand(*x.shape[:3], n, x.shape[-1]).reshape(*x.shape[:2], -1, x.shape[-1]))
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat(1, 1, n, 1), ".repeat")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(n, dim=1), "along the sequence")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x, "unrepeated")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(x.shape[2], dim=2), "n_kv_heads times")
+
+
+def decode_step(q, k_new, v_new, k_cache, v_cache, append=True, scale=True, interleave=True):
+    k = torch.cat([k_cache, k_new[None]]) if append else k_cache
+    v = torch.cat([v_cache, v_new[None]]) if append else v_cache
+    n_rep = q.shape[0] // k.shape[1]
+    kr = k.repeat_interleave(n_rep, 1) if interleave else k.repeat(1, n_rep, 1)
+    vr = v.repeat_interleave(n_rep, 1) if interleave else v.repeat(1, n_rep, 1)
+    scores = torch.einsum("hd,khd->hk", q, kr) / (math.sqrt(q.shape[-1]) if scale else 1.0)
+    z = torch.einsum("hk,khd->hd", scores.softmax(-1), vr)
+    return z, torch.cat([k_cache, k_new[None]]), torch.cat([v_cache, v_new[None]])
+
+
+def test_decode_step(capsys):
+    accepts(capsys, ex.check_decode_step, decode_step)
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, append=False), "attend to itself")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, scale=False), "sqrt(head_dim)")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, interleave=False), "repeat_interleave")
+    rejects(capsys, ex.check_decode_step, lambda q, kn, vn, kc, vc: (decode_step(q, kn, vn, kc, vc)[0], kc, vc),
+            "returned cache is wrong")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a)[0], "three things")
+
+
+# ------------------------------------------------------------------ generation (06)
+
+def test_rolling_slot(capsys):
+    accepts(capsys, ex.check_rolling_slot, lambda pos, w: pos % w)
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: min(pos, w - 1), "wraps round")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: (pos + 1) % w, "off by one")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos // w, "remainder")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos, "does not exist")
+
+
+def test_top_p(capsys):
+    accepts(capsys, ex.check_top_p, top_p_filter)
+
+    def sampler_frequencies(probs, p):
+        # what the package's own sampler draws, counted: it must agree with the checker's nucleus
+        from mistral_edu.generation import sample_next
+        g = torch.Generator().manual_seed(0)
+        draws = sample_next(probs.log()[None].expand(20000, -1), 1.0, p, g)
+        freq = torch.bincount(draws, minlength=probs.numel()).float() / 20000
+        nucleus = top_p_filter(probs, p)
+        return torch.where(freq > 0, nucleus, 0.0) if (freq > 0).eq(nucleus > 0).all() else freq
+    accepts(capsys, ex.check_top_p, sampler_frequencies)
+
+    def inclusive(probs, p):
+        s, o = probs.sort(descending=True)
+        s = torch.where(s.cumsum(-1) <= p, s, torch.zeros_like(s))
+        kept = torch.zeros_like(probs).scatter(-1, o, s)
+        return kept / kept.sum()
+    rejects(capsys, ex.check_top_p, inclusive, "crosses p")
+    rejects(capsys, ex.check_top_p, lambda probs, p: probs * (top_p_filter(probs, p) > 0), "sum to 1")
+    rejects(capsys, ex.check_top_p, lambda probs, p: top_p_filter(probs, p).sort(descending=True).values, "out of place")
+    rejects(capsys, ex.check_top_p, lambda probs, p: probs, "top_p=0.5")
+
+
+# ------------------------------------------------------------------ head scores (08, 09, 10)
+
+def test_previous_token_scores(capsys):
+    accepts(capsys, ex.check_previous_token_scores,
+            lambda p: torch.stack([p[:, :, i, i - 1] for i in range(1, p.shape[-1])], -1).mean(dim=(0, -1)))
+    rejects(capsys, ex.check_previous_token_scores, lambda p: p.diagonal(dim1=-2, dim2=-1).mean(dim=(0, -1)),
+            "main diagonal")
+    rejects(capsys, ex.check_previous_token_scores,
+            lambda p: p.diagonal(offset=-1, dim1=-2, dim2=-1).sum(-1).mean(0), "sum")
+    rejects(capsys, ex.check_previous_token_scores,
+            lambda p: p[..., torch.arange(p.shape[-1]), torch.arange(p.shape[-1]) - 1].mean(dim=(0, -1)), "query 0")
+
+
+def test_head_entropy(capsys):
+    accepts(capsys, ex.check_head_entropy, lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1).mean(dim=(0, -1)))
+    rejects(capsys, ex.check_head_entropy, lambda p: -(p * p.log()).sum(-1).mean(dim=(0, -1)), "NaN")
+    rejects(capsys, ex.check_head_entropy, lambda p: (p * p.clamp_min(1e-30).log()).sum(-1).mean(dim=(0, -1)), "sign")
+    rejects(capsys, ex.check_head_entropy, lambda p: -(p * p.clamp_min(1e-30).log2()).sum(-1).mean(dim=(0, -1)),
+            "log2")
+    rejects(capsys, ex.check_head_entropy, lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1).sum(-1).mean(0),
+            "instead of averaging")
+
+
+def test_induction_scores(capsys):
+    def right(p, period):
+        q = torch.arange(period + 1, 2 * period + 1)
+        return p[..., q, q - period + 1].mean(dim=(0, -1))
+    accepts(capsys, ex.check_induction_scores, right)
+    q_dup = lambda p, t: p[..., torch.arange(t + 1, 2 * t + 1), torch.arange(1, t + 1)].mean(dim=(0, -1))
+    rejects(capsys, ex.check_induction_scores, q_dup, "duplicate-token")
+    q_prev = lambda p, t: p[..., torch.arange(t + 1, 2 * t + 1), torch.arange(t, 2 * t)].mean(dim=(0, -1))
+    rejects(capsys, ex.check_induction_scores, q_prev, "previous-token")
+    rejects(capsys, ex.check_induction_scores,
+            lambda p, t: p.diagonal(offset=-(t - 1), dim1=-2, dim2=-1).mean(dim=(0, -1)), "every query")
+
+
+def test_repeated_tokens_shape_and_repeat():
+    tokens = ex.repeated_tokens(32000, period=7, batch=3, seed=1)
+    assert tokens.shape == (3, 15)
+    assert (tokens[:, 0] == 1).all() and (tokens[:, 1:] >= 1000).all()
+    assert torch.equal(tokens[:, 1:8], tokens[:, 8:])
+
+
+def test_induction_head(capsys):
+    model = _checker_model()
+    scores = ex.model_induction_scores(model, period=6, batch=2)
+    assert scores.shape == (2, 4)
+    best = divmod(int(scores.argmax()), 4)
+    accepts(capsys, ex.check_induction_head, best, model, 6, 2)
+    rejects(capsys, ex.check_induction_head, divmod(int(scores.argmin()), 4), "WEAKEST", model, 6, 2)
+    other_layer = 1 - best[0]
+    rejects(capsys, ex.check_induction_head, (other_layer, int(scores[other_layer].argmax())), "best of layer",
+            model, 6, 2)
+    rejects(capsys, ex.check_induction_head, (5, 0), "not a head", model, 6, 2)
+    rejects(capsys, ex.check_induction_head, [0, 1], "tuple", model, 6, 2)
+
+
+def test_induction_head_swapped(capsys, monkeypatch):
+    from mistral_edu.exercises import heads
+    scores = torch.zeros(3, 4)
+    scores[1, 2] = 0.9                                      # (layer 1, head 2) is best; (2, 1) is also a head
+    monkeypatch.setattr(heads, "model_induction_scores", lambda *a: scores)
+    accepts(capsys, ex.check_induction_head, (1, 2), None)
+    rejects(capsys, ex.check_induction_head, (2, 1), "swapped", None)
+
+
+# ------------------------------------------------------------------ patching (09, 10)
+
+def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", everywhere=False, returns=True):
+    name = f"layers.{layer}.{hook}"
+    _, cache = model.run_with_cache(clean, names=[name])
+
+    def fn(x, _):
+        x = x.clone()
+        if everywhere:
+            x[:] = cache[name]
+        else:
+            x[:, position] = cache[name][:, position]
+        return x if returns else None
+
+    with model.hooks([(name, fn)]):
+        return model(corrupted)
+
+
+def test_patching(capsys):
+    accepts(capsys, ex.check_patching, patch)
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, returns=False), "unchanged")
+    rejects(capsys, ex.check_patching, lambda m, c, k, l, p: m(c), "clean logits")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, everywhere=True), "patched every")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, hook="hook_resid_post"), "hook_resid_post")
+
+
+def test_reference_patch_changes_the_run():
+    model = _checker_model()
+    clean, corrupted = torch.tensor([[1, 7, 12, 30]]), torch.tensor([[1, 7, 25, 30]])
+    patched = patch_resid_pre(model, clean, corrupted, 0, 2)
+    assert not torch.allclose(patched, model(corrupted))
+    # patching every position at layer 0 recovers the clean run exactly
+    full = patch_resid_pre(model, clean, corrupted, 0, 2, positions=slice(None))
+    assert torch.allclose(full, model(clean), atol=1e-5)
