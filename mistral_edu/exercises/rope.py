@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from ..checkpoints.load import permute_for_hf
+from ..checkpoints.layouts import permute_for_hf
 from ..model import apply_rope, rope_inverse_frequencies, rope_rotations
 from .catalogue import Exercise, register
 from .verdict import Verdict, attempt, check, diagnose
