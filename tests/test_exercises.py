@@ -22,7 +22,7 @@ FUNCTION_CHECKERS = {
     "weight_bytes": exercises.check_weight_bytes, "block_parameters": exercises.check_block_parameters,
     "previous_token_scores": exercises.check_previous_token_scores, "head_entropy": exercises.check_head_entropy,
     "induction_scores": exercises.check_induction_scores, "patching": exercises.check_patching,
-    "bytes_to_text": exercises.check_bytes_to_text,
+    "bytes_to_text": exercises.check_bytes_to_text, "k_composition": exercises.check_k_composition,
 }
 
 

@@ -6,4 +6,7 @@ from .ablation import (ablate_heads, ablate_layer, head_ablation_effects, head_a
                        layer_ablation_hooks)
 from .attribution import LogitAttribution, direct_logit_attribution
 from .logit_lens import LogitLens, logit_lens
+from .circuits import (HeadWeights, composition_score, composition_scores, copying_score, diagonal_ranks,
+                       head_weights, ov_circuit, path_ablation_hooks, qk_circuit, random_composition_baseline,
+                       token_residuals, trained_token_ids)
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual

@@ -12,6 +12,7 @@ the package itself, so a checker and the lesson can never disagree.
 """
 from .attention import check_causal_attention, check_decode_step, check_repeat_kv
 from .catalogue import EXERCISES, Exercise, hint, reveal
+from .composition import check_k_composition
 from .feed_forward import check_swiglu
 from .generation import check_rolling_slot, check_top_p
 from .heads import (check_head_entropy, check_induction_head, check_induction_scores, check_previous_token_scores,
@@ -19,6 +20,7 @@ from .heads import (check_head_entropy, check_induction_head, check_induction_sc
 from .memory import (check_block_parameters, check_kv_bytes_per_token, check_kv_cache_bytes, check_tokens_that_fit,
                      check_weight_bytes, check_weight_gib)
 from .patching import check_patching
+from .predictions import compare_prediction
 from .rmsnorm import check_normalized_length, check_rms_norm
 from .rope import check_rope, check_rope_rotate_half, check_wavelength
 from .tokenizer import check_bytes_to_text, check_chat_ids
@@ -28,8 +30,8 @@ __all__ = [
     "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
     "check_block_parameters", "check_bytes_to_text", "check_causal_attention", "check_chat_ids",
     "check_decode_step", "check_head_entropy", "check_induction_head", "check_induction_scores",
-    "check_kv_bytes_per_token", "check_kv_cache_bytes", "check_normalized_length", "check_patching",
+    "check_k_composition", "check_kv_bytes_per_token", "check_kv_cache_bytes", "check_normalized_length", "check_patching",
     "check_previous_token_scores", "check_repeat_kv", "check_rms_norm", "check_rolling_slot", "check_rope",
     "check_rope_rotate_half", "check_swiglu", "check_tokens_that_fit", "check_top_p", "check_wavelength",
-    "check_weight_bytes", "check_weight_gib", "model_induction_scores", "repeated_tokens",
+    "check_weight_bytes", "check_weight_gib", "compare_prediction", "model_induction_scores", "repeated_tokens",
 ]
