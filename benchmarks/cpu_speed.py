@@ -37,7 +37,8 @@ def mid_size_model() -> me.Transformer:
     return random_init_(me.Transformer(cfg), seed=0).eval().requires_grad_(False)
 
 
-def machine(threads: int) -> str:
+def processor(threads: int) -> str:
+    """The CPU and how many of its cores torch used: the device a results file names."""
     cpu = platform.processor() or platform.machine()
     try:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -45,9 +46,12 @@ def machine(threads: int) -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    return f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} requested)"
+
+
+def machine(threads: int) -> str:
     import transformers
-    return (f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} "
-            f"requested); torch {torch.__version__}, transformers {transformers.__version__}, "
+    return (f"{processor(threads)}; torch {torch.__version__}, transformers {transformers.__version__}, "
             f"python {platform.python_version()}")
 
 
@@ -124,12 +128,11 @@ def main() -> None:
         model_rows, same = measure(label, model, args.repeats, clock)
         rows += model_rows
         models_run.append({"model": label, "parameters": params, "greedy_tokens_identical": same})
-    device = machine(args.threads)
-    print_table(rows, f"CPU, {args.clock} clock, median of {args.repeats}: {device}")
+    print_table(rows, f"CPU, {args.clock} clock, median of {args.repeats}: {machine(args.threads)}")
     figures = {"clock": args.clock, "repeats": args.repeats, "threads": args.threads, "models": models_run,
                "rows": [{"model": label, "measure": what, "ours": ours, "transformers": theirs, "speedup": ratio}
                         for label, what, ours, theirs, ratio in rows]}
-    print("saved", save("cpu_speed", "benchmarks/cpu_speed.py", device, figures, libraries=("transformers",)))
+    print("saved", save("cpu_speed", "benchmarks/cpu_speed.py", processor(args.threads), figures, libraries=("transformers",)))
 
 
 if __name__ == "__main__":
