@@ -95,7 +95,7 @@ def hook_overhead(record: dict) -> list[str]:
             f"bit-identical: {'yes' if f['logits_bit_identical'] else 'NO'}. Median time with the hook points "
             f"minus without, over {f['repeats']} alternating runs: {medians}; one idle hook point costs "
             f"{f['idle_hook_point_ns']:.0f} ns, {f['hook_points'] * f['idle_hook_point_ns'] / 1e3:.0f} us per "
-            "forward pass whatever the length, within the run-to-run noise of these timings."]
+            "forward pass whatever the length."]
 
 
 RENDERERS = {"cuda_speed": cuda_speed, "cuda_memory": cuda_memory, "cpu_speed": cpu_speed,
