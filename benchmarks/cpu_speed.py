@@ -8,6 +8,7 @@ random model at 1/8 of the 7B's width. Measured: forward latency (all logits) at
 and greedy decode speed, 64 new tokens after a 128-token prompt, as 64 / (t(65 new) - t(1 new)) so the
 prompt's prefill cancels out. Each number is the median of --repeats runs after one warm-up, ours and
 theirs interleaved so that a change in machine load hits both. Ratios above 1 mean we are faster.
+The table is saved as benchmarks/results/cpu_speed.json (results.py), which the README quotes.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu.model import random_init_  # noqa: E402
 from reference_model import transformers_twin  # noqa: E402
+from results import save  # noqa: E402
 
 PROMPT, NEW_TOKENS = 128, 64
 
@@ -35,7 +37,8 @@ def mid_size_model() -> me.Transformer:
     return random_init_(me.Transformer(cfg), seed=0).eval().requires_grad_(False)
 
 
-def machine(threads: int) -> str:
+def processor(threads: int) -> str:
+    """The CPU and how many of its cores torch used: the device a results file names."""
     cpu = platform.processor() or platform.machine()
     try:
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -43,9 +46,12 @@ def machine(threads: int) -> str:
         cpu = names[0] if names else cpu
     except OSError:
         pass
+    return f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} requested)"
+
+
+def machine(threads: int) -> str:
     import transformers
-    return (f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} "
-            f"requested); torch {torch.__version__}, transformers {transformers.__version__}, "
+    return (f"{processor(threads)}; torch {torch.__version__}, transformers {transformers.__version__}, "
             f"python {platform.python_version()}")
 
 
@@ -63,7 +69,8 @@ def interleaved_medians(runs: dict, repeats: int, clock) -> dict:
 
 
 @torch.no_grad()
-def measure(label: str, model, repeats: int, clock) -> list[tuple]:
+def measure(label: str, model, repeats: int, clock) -> tuple[list[tuple], bool]:
+    """The table's rows for one model, and whether our greedy tokens equal transformers'."""
     hf = transformers_twin(model, "sdpa")
     gen = torch.Generator().manual_seed(1)
     rows = []
@@ -92,7 +99,7 @@ def measure(label: str, model, repeats: int, clock) -> list[tuple]:
     same = (me.generate(model, ids, NEW_TOKENS, stop_at_eos=False)
             == hf.generate(prompt, max_new_tokens=NEW_TOKENS, do_sample=False)[0, PROMPT:].tolist())
     print(f"{label}: greedy tokens identical to transformers' over {NEW_TOKENS} steps: {same}", flush=True)
-    return rows
+    return rows, same
 
 
 def print_table(rows, header: str) -> None:
@@ -114,12 +121,18 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     models = {"embedded default": me.load_model(device="cpu", verbose=False), "mid (dim 512, 8 layers)": mid_size_model()}
-    rows = []
+    rows, models_run = [], []
     for label, model in models.items():
         params = sum(p.numel() for p in model.parameters())
         print(f"{label}: {model.cfg}; {params / 1e6:.1f}M parameters, {model.dtype}", flush=True)
-        rows += measure(label, model, args.repeats, clock)
+        model_rows, same = measure(label, model, args.repeats, clock)
+        rows += model_rows
+        models_run.append({"model": label, "parameters": params, "greedy_tokens_identical": same})
     print_table(rows, f"CPU, {args.clock} clock, median of {args.repeats}: {machine(args.threads)}")
+    figures = {"clock": args.clock, "repeats": args.repeats, "threads": args.threads, "models": models_run,
+               "rows": [{"model": label, "measure": what, "ours": ours, "transformers": theirs, "speedup": ratio}
+                        for label, what, ours, theirs, ratio in rows]}
+    print("saved", save("cpu_speed", "benchmarks/cpu_speed.py", processor(args.threads), figures, libraries=("transformers",)))
 
 
 if __name__ == "__main__":

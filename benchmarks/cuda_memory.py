@@ -7,6 +7,8 @@ pass and compares torch.cuda.max_memory_allocated() with mistral_edu.memory's pr
 
     python benchmarks/cuda_memory.py            # on a CUDA machine
     python benchmarks/cuda_memory.py --smoke    # anywhere: the tiny shape on the CPU, peaks from the profiler
+
+A GPU run saves its table as benchmarks/results/cuda_memory.json (results.py), which the README quotes.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ except ImportError:
     # torch install (a GPU machine with nothing else) an empty stand-in lets the package import.
     sys.modules["sentencepiece"] = types.ModuleType("sentencepiece")
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu import memory  # noqa: E402
+from results import save  # noqa: E402
 from mistral_edu.model import random_init_  # noqa: E402
 
 GB = 1e9
@@ -172,7 +176,11 @@ def main() -> int:
               f"{'pred. above w.':>14} {'meas. above w.':>14} {'ratio':>6} {'seconds':>8}")
     print("\n" + header + "\n" + "-" * len(header), flush=True)
 
+    rows = []
+
     def row(label, context, predicted, measured, seconds):
+        rows.append({"case": label, "context": context, "predicted_bytes": predicted, "measured_bytes": measured,
+                     "seconds": seconds})
         above_p, above_m = predicted - predicted_weights, measured - after_warmup
         print(f"{label:<30} {context:>7,} {predicted / GB:9.3f}GB {measured / GB:9.3f}GB {measured / predicted:6.3f} "
               f"{above_p / GB:12.3f}GB {above_m / GB:12.3f}GB {above_m / max(above_p, 1):6.3f} {seconds:8.3f}",
@@ -193,6 +201,10 @@ def main() -> int:
     row(f"decode ({steps} tokens, s/token)", decode_context, predicted, measured, seconds)
     print("\npredicted = weights + KV cache + activation peak (mistral_edu.memory); measured = "
           "max_memory_allocated. 'above w.' leaves out the weights (measured: also the warm-up's workspaces).")
+    if device.type == "cuda":
+        worst = max(abs(r["measured_bytes"] / r["predicted_bytes"] - 1) for r in rows)
+        figures = {"rows": rows, "max_difference_percent": 100 * worst}
+        print("saved", save("cuda_memory", "benchmarks/cuda_memory.py", torch.cuda.get_device_name(device), figures))
     return 0
 
 

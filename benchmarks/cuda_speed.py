@@ -12,7 +12,9 @@ models share them (reference_model.py). In one run:
     and sdpa with cache_implementation="static" (which makes transformers torch.compile its step);
     the compile times of both;
   - prefill tokens/s and peak memory above the weights (KV cache included) at 512, 4k and 32k tokens.
-Every section catches its own failure, prints it, and the run goes on. The table comes last.
+Every section catches its own failure, prints it, and the run goes on. The table comes last; a full
+(not --smoke) run saves it as benchmarks/results/cuda_speed.json (results.py), which the README and
+notebook 07 quote.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import mistral_edu as me  # noqa: E402
 from mistral_edu.generation import FastDecoder, fast_path, fuse_projections  # noqa: E402
 from mistral_edu.model import random_init_  # noqa: E402
 from reference_model import set_attention, transformers_twin  # noqa: E402
+from results import save  # noqa: E402
 
 GiB = 2**30
 START = time.perf_counter()
@@ -355,6 +358,29 @@ def main() -> None:
         run_if_time(s, decode, name, f"decode: {name}", fn, *fn_args)
 
     print_table(s, env, rate, weight_bytes, floor_s, errors, first_step, decode, prefill)
+    figures = results_figures(s, rate, weight_bytes, errors, first_step, decode, prefill) if rate else None
+    if figures and not s.smoke:   # a smoke run builds the figures too (so that code is checked) but keeps them
+        print("saved", save("cuda_speed", "benchmarks/cuda_speed.py", env.split(";")[0], figures,
+                            libraries=("transformers",)))
+
+
+def results_figures(s, rate, weight_bytes, errors, first_step, decode, prefill) -> dict:
+    """The table as plain JSON: what render_results.py and notebook 07 read."""
+    hf_static = decode.get("transformers sdpa, static cache, compiled")
+    rows = {}
+    for name, r in decode.items():
+        if r is None:
+            continue
+        first = f"{r['first_run_s']:.1f} s, capture/compile included" + r.get("note", "")
+        if r is hf_static:
+            first = f"{hf_static['first_run_s'] - hf_static['steady_run_s']:.1f} s compile"
+        rows[name] = {"tok_s": r["tok_s"], "first_run_s": r["first_run_s"], "first_call": first}
+    return {"shape": "Mistral-7B-Instruct-v0.2", "dtype": str(s.dtype).replace("torch.", ""),
+            "prompt_tokens": s.prompt, "new_tokens": s.new_tokens, "bandwidth_tb_s": rate / 1e12,
+            "weight_gb": weight_bytes / 1e9, "relative_errors": errors, "first_decode_step_s": first_step,
+            "decode": rows,
+            "prefill": [{"who": who, "tokens": context, "tok_s": r["tok_s"], "peak_gib": r["peak"] / GiB}
+                        for (who, context), r in prefill.items() if r is not None]}
 
 
 def print_table(s, env, rate, weight_bytes, floor_s, errors, first_step, decode, prefill) -> None:

@@ -10,21 +10,30 @@ Python cost of a hook point weighs most) are timed separately.
 
     python benchmarks/hook_overhead.py                        # embedded default's shape, CPU
     python benchmarks/hook_overhead.py --config 7b --device cuda --dtype bfloat16   # real shape, random weights
+
+The figures are saved as benchmarks/results/hook_overhead.json (results.py; hook_overhead_<config>_<device>.json
+for other settings), which the README quotes.
 """
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
+import sys
 import time
 import types
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
-import mistral_edu as me
-from mistral_edu.hooks import hook_points
-from mistral_edu.model import (Attention, AttentionSpan, FeedForward, RMSNorm, TransformerBlock, apply_rope,
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import mistral_edu as me  # noqa: E402
+from mistral_edu.hooks import hook_points  # noqa: E402
+from mistral_edu.model import (Attention, AttentionSpan, FeedForward, RMSNorm, TransformerBlock, apply_rope,  # noqa: E402
                                random_init_, rms_norm, rope_rotations, swiglu)
+from results import save  # noqa: E402
 
 
 def rms_norm_without_hooks(norm, x):
@@ -136,6 +145,15 @@ def decode_steps(forward, model, prompt, steps: int):
     return run
 
 
+def device_name(device: torch.device, threads: int) -> str:
+    """The processor (or GPU) the timings ran on, in words."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
+    return f"{names[0] if names else platform.processor() or platform.machine()}; {threads} thread(s)"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", choices=["tiny", "7b"], default="tiny")
@@ -175,14 +193,21 @@ def main():
                                   decode_steps(bypassed, model, prompt, args.decode_steps),
                                   device, args.repeats))]
     print(f"{'pass':8} {'work':24} {'statistic':9} {'hook points idle':>17} {'bypassed':>12} {'overhead':>9}")
+    table = []
     for name, work, (with_points, without) in rows:
         for statistic, f in (("median", statistics.median), ("fastest", min)):
             a, b = f(with_points), f(without)
             print(f"{name:8} {work:24} {statistic:9} {a * 1e3:14.3f} ms {b * 1e3:9.3f} ms {100 * (a / b - 1):+8.2f}%")
+            table.append({"pass": name, "work": work, "statistic": statistic, "hooked_ms": a * 1e3,
+                          "bypassed_ms": b * 1e3, "overhead_percent": 100 * (a / b - 1)})
     print(f"({args.repeats} alternating runs each; on a busy machine 'fastest' is the least disturbed)")
     per_call = idle_call_ns()
     print(f"one idle hook point costs {per_call:.0f} ns; {n_points} per forward = {per_call * n_points / 1e3:.1f} us "
           f"per forward pass, whatever the sequence length")
+    name = "hook_overhead" if (args.config, device.type) == ("tiny", "cpu") else f"hook_overhead_{args.config}_{device.type}"
+    figures = {"config": args.config, "dtype": args.dtype, "repeats": args.repeats, "hook_points": n_points,
+               "logits_bit_identical": same, "rows": table, "idle_hook_point_ns": per_call}
+    print("saved", save(name, "benchmarks/hook_overhead.py", device_name(device, args.threads), figures))
 
 
 if __name__ == "__main__":

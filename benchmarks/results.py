@@ -49,13 +49,19 @@ def current_commit() -> str:
 
 
 def save(name: str, script: str, device: str, figures: dict, libraries: tuple[str, ...] = (),
-         remeasured: bool = True, source: str | None = None) -> Path:
-    """Write benchmarks/results/<name>.json and return its path."""
+         remeasured: bool = True, source: str | None = None, versions: dict[str, str] | None = None) -> Path:
+    """Write benchmarks/results/<name>.json and return its path.
+
+    `versions` is only for figures that were not re-measured: the library versions of the run that
+    measured them, which this machine's installed ones would misstate.
+    """
     if not remeasured and not source:
         raise ValueError("figures that were not re-measured need a source (a commit or a log)")
+    if remeasured and versions is not None:
+        raise ValueError("re-measured figures record this machine's library versions: leave `versions` out")
     record = {"script": script, "name": name, "remeasured": remeasured, "commit": current_commit(),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "device": device, "versions": library_versions(*libraries), "figures": figures, "source": source}
+              "device": device, "versions": versions or library_versions(*libraries), "figures": figures, "source": source}
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, sort_keys=False) + "\n")

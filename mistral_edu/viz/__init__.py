@@ -4,6 +4,7 @@ nothing fetched online.
 Every figure function returns its matplotlib Figure (a notebook shows it once, as the cell's value;
 nothing global such as rcParams is changed) and saves a PNG when given save="path.png".
 
+    architecture architecture_diagram, you_are_here (the whole model, or one lesson's part of it)
     tokens       pieces_html, show_pieces, vocabulary_chart, token_count_chart
     norms        vectors_heatmap, residual_norms, accumulation_error_figure, norm_gains_figure
     rope         rotation_figure, wavelengths_figure, score_grid_figure, rope_pair_figure
@@ -16,6 +17,7 @@ nothing global such as rcParams is changed) and saves a PNG when given save="pat
     explorers    token_explorer, rope_explorer, AttentionExplorer, precompute_patterns
     figure       token_labels (readable labels for token ids) and the shared figure style
 """
+from .architecture import architecture_diagram, you_are_here
 from .attention import (attention_heatmap, entropy_by_layer_chart, gqa_diagram, gqa_grid, head_heatmap, head_scores,
                         masks_figure, softmax_temperature_figure)
 from .circuits import logit_lens_heatmap, loss_by_position_chart, position_layer_heatmap
@@ -28,11 +30,11 @@ from .norms import accumulation_error_figure, norm_gains_figure, residual_norms,
 from .rope import rope_pair_figure, rotation_figure, score_grid_figure, wavelengths_figure
 from .tokens import pieces_html, show_pieces, token_count_chart, vocabulary_chart
 
-__all__ = ["AttentionExplorer", "accumulation_error_figure", "activations_figure", "attention_heatmap",
+__all__ = ["AttentionExplorer", "accumulation_error_figure", "activations_figure", "architecture_diagram", "attention_heatmap",
            "bandwidth_chart", "breakdown_chart",
            "decode_cost_chart", "entropy_by_layer_chart", "gqa_diagram", "gqa_grid", "head_heatmap", "head_scores",
            "kv_cache_chart", "logit_lens_heatmap", "loss_by_position_chart", "masks_figure", "memory_fit_chart",
            "norm_gains_figure", "parameter_chart", "pieces_html", "position_layer_heatmap", "precompute_patterns",
            "residual_norms", "rolling_buffer_chart", "rope_explorer", "rope_pair_figure", "rotation_figure",
            "sampling_chart", "score_grid_figure", "show_pieces", "softmax_temperature_figure", "token_count_chart",
-           "token_explorer", "token_labels", "vectors_heatmap", "vocabulary_chart", "wavelengths_figure"]
+           "token_explorer", "token_labels", "vectors_heatmap", "vocabulary_chart", "wavelengths_figure", "you_are_here"]
