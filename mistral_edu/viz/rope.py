@@ -87,5 +87,5 @@ def rope_pair_figure(q_pair, k_pair, m: int, n: int, freq: float, save=None):
     ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
     gap = ((m - n) * freq) % (2 * math.pi)
-    ax.set_title(f"freq {freq:.3g} rad/token: angle between them {math.degrees(gap):.0f} deg", fontsize=9)
+    ax.set_title(f"freq {freq:.3g} rad/token: relative rotation (m - n) x freq = {math.degrees(gap):.0f} deg", fontsize=9)
     return finish(fig, save)
