@@ -1,4 +1,4 @@
-"""Tools for looking inside the model: head-detection scores and friends."""
+"""Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
                     previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
@@ -6,4 +6,5 @@ from .ablation import (ablate_heads, ablate_layer, head_ablation_effects, head_a
                        layer_ablation_hooks)
 from .attribution import LogitAttribution, direct_logit_attribution
 from .logit_lens import LogitLens, logit_lens
+from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonfinite
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
