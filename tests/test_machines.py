@@ -1,6 +1,9 @@
 """The named machines get load_model's own choice (compute_dtype and choose_strategy), with its numbers."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -72,3 +75,18 @@ def test_the_table_has_a_row_per_machine_and_a_cell_per_context():
     table = memory.expectations((1024, 4096)).splitlines()
     assert len(table) == 2 + len(MACHINES)
     assert table[2] == "| T4-class GPU, 16 GB (15.3 GB available) | fp16 | full, 14.8 GB | int8, 8.7 GB |"
+
+
+def test_the_readme_table_is_the_functions_output():
+    """The README's "what to expect" table is memory.expectations(), not retyped numbers."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert memory.expectations() in readme
+
+
+def test_the_readme_precision_figures_are_the_results_file():
+    root = Path(__file__).resolve().parents[1]
+    figures = json.loads((root / "benchmarks" / "results" / "fp16_vs_fp32.json").read_text())["figures"]
+    readme = (root / "README.md").read_text()
+    for dtype in ("fp16", "bf16"):
+        assert f"{figures[dtype]['logits_relative_error']:.1e}" in readme
+    assert f"fp16 rounds {figures['bf16_over_fp16_error']:.1f}x more finely" in readme

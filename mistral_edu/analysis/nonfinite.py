@@ -30,6 +30,11 @@ def residual_points(model) -> list[str]:
     return [name for name in model.hook_names() if name.rpartition(".")[2] in WRITERS]
 
 
+def readable(limit: float) -> str:
+    """A dtype's largest finite value as people write it: 65,504 for fp16, 3.4e+38 for bf16 and fp32."""
+    return f"{limit:,.0f}" if limit < 1e6 else f"{limit:.2g}"
+
+
 @dataclass
 class NonFiniteWatch:
     """What a watched forward pass saw: per residual point, whether it was finite and its largest |value|."""
@@ -69,14 +74,14 @@ class NonFiniteWatch:
         if self.first is None:
             name, value = self.largest(names)
             return (f"the residual stream stayed finite in {self.dtype}: largest |value| {value:,.1f} at {name}, "
-                    f"{limit / max(value, 1e-30):,.0f}x below the dtype's largest finite value {limit:,.0f}")
+                    f"{limit / max(value, 1e-30):.3g}x below the dtype's largest finite value {readable(limit)}")
         where = WRITERS[self.first.rpartition(".")[2]]
         block = f"layer {self.layer}'s {where}" if self.layer is not None else where
         before = names[:names.index(self.first)]
         history = ("; before it the largest |value| was {1:,.1f} at {0}".format(*self.largest(before))
                    if before else "")
         return (f"the residual stream first held inf or NaN at {self.first} (written by {block}) in {self.dtype}, "
-                f"whose largest finite value is {limit:,.0f}{history}. Load the model in bfloat16 or float32 "
+                f"whose largest finite value is {readable(limit)}{history}. Load the model in bfloat16 or float32 "
                 "(load_model(dtype=...)) to keep the range.")
 
 

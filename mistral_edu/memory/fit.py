@@ -90,8 +90,8 @@ def strategy_reason(cfg: ModelConfig, strategy: str, dtype, free: int, context: 
     context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
     full = sum(strategy_bytes(cfg, "full", dtype, context).values())
     room = f"{free / GB:.2f} GB free for a {context}-token prompt"
-    if strategy == "full":
-        return f"every weight fits: {full / GB:.2f} GB of {room}"
+    if strategy == "full":  # the free memory is left out: it changes from run to run, the fit does not
+        return f"every weight fits: {full / GB:.2f} GB for a {context}-token prompt"
     return (f"every weight would need {full / GB:.2f} GB, more than the {room}; '{strategy}' needs "
             f"{sum(strategy_bytes(cfg, strategy, dtype, context).values()) / GB:.2f} GB")
 
