@@ -65,8 +65,8 @@ def describe_fit(device: torch.device, context: int) -> str:
         return line + f"; {err}"
     verdict = "fits" if needed <= free else "does NOT fit"
     try:
-        strategy = plan_load(cfg, device, dtype, verbose=False, free=free).strategy
-        how = f"load_model() would load it with strategy '{strategy}' (planned for {memory.PLAN_CONTEXT:,} tokens)"
+        strategy = plan_load(cfg, device, dtype, verbose=False, free=free, context=context).strategy
+        how = f"load_model() would load it with strategy '{strategy}' (planned for {context:,} tokens)"
     except MemoryError:
         how = "load_model() would refuse it: not even streaming fits"
     return line + f"; {free / 1e9:.1f} GB available ({source}): {verdict}; {how}"

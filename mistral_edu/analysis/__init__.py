@@ -1,4 +1,4 @@
-"""Tools for looking inside the model: head-detection scores and friends."""
+"""Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
 from .baselines import uniform_baseline
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
@@ -10,4 +10,5 @@ from .logit_lens import LogitLens, logit_lens
 from .circuits import (HeadWeights, composition_score, composition_scores, copying_score, diagonal_ranks,
                        head_weights, ov_circuit, path_ablation_hooks, qk_circuit, random_composition_baseline,
                        token_residuals, trained_token_ids)
+from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonfinite
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual

@@ -16,7 +16,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..default import DEFAULT_DIR
 from ..dtypes import parse_dtype
-from ..memory import choose_strategy, parameter_count
+from ..memory import choose_strategy, compute_dtype, free_memory, parameter_count, strategy_reason
 from ..model.transformer import Transformer, random_init_
 from ..names import is_block_matrix
 from ..tokenizer import Tokenizer, mistral_common_v1_path
@@ -26,11 +26,6 @@ from .layouts import from_hf_rows, hf_to_mistral_name
 from .safetensors_io import SafetensorsFile
 from .skeleton import set_parameter, shapes_only
 from .streaming import StreamedTransformer, tensors_on_disk
-
-# Below this many parameters a model computes in float32: exact reference maths costs little.
-SMALL_MODEL_PARAMETERS = 1_000_000_000
-# Native bf16 matmuls (tensor cores) start with Ampere. Older GPUs emulate bf16, several times slower.
-BF16_MIN_CAPABILITY = (8, 0)
 
 
 # ----------------------------------------------------------------------------- the tensor plan
@@ -88,40 +83,39 @@ def parse_device(device) -> torch.device:
 
 
 def default_dtype(cfg: ModelConfig, device: torch.device) -> tuple[torch.dtype, str]:
-    """Small models compute in float32; the 7B in bf16 where it runs natively, else in fp16 on a GPU.
+    """The dtype a model computes in on device, and why (memory.compute_dtype's rule, for this device).
 
-    The GPU's compute capability decides, not torch.cuda.is_bf16_supported(): that also says yes
+    A GPU's compute capability decides, not torch.cuda.is_bf16_supported(): that also says yes
     where bf16 is only emulated (a T4, capability 7.5), which is slow and not what the message promises.
     """
-    if parameter_count(cfg) < SMALL_MODEL_PARAMETERS:
-        return torch.float32, "float32: a small model, so exact reference maths costs little"
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        if (major, minor) < BF16_MIN_CAPABILITY:
-            return torch.float16, (f"float16: this GPU (compute capability {major}.{minor}) has no native "
-                                   "bf16, which starts at 8.0; fp16 takes the same memory at less range")
-    return torch.bfloat16, "bfloat16: the dtype the weights are stored in"
+    return compute_dtype(cfg, torch.cuda.get_device_capability(device) if device.type == "cuda" else None)
 
 
 @dataclass(frozen=True)
 class LoadPlan:
-    """What load_model will do, decided before a byte of weights is read: dtype, why, and strategy."""
+    """What load_model will do, decided before a byte of weights is read: dtype and strategy, each with why."""
 
     dtype: torch.dtype
     why: str
     strategy: str
+    strategy_why: str
 
 
 def plan_load(cfg: ModelConfig, device: torch.device, dtype=None, strategy: str = "auto",
-              verbose: bool = True, free: int | None = None) -> LoadPlan:
+              verbose: bool = True, free: int | None = None, context: int | None = None) -> LoadPlan:
     """The dtype (asked for, else default_dtype) and the strategy that fits it (memory.choose_strategy).
 
-    free: bytes available, when already known; else the device is asked. A model that does not fit
+    free: bytes available, when already known; else the device is asked. context: the prompt length
+    to plan for (memory.PLAN_CONTEXT tokens by default). A model that does not fit
     in its dtype falls back to int8, then streaming, or is refused with the arithmetic (MemoryError).
     """
     requested = parse_dtype(dtype)
     dtype, why = (requested, "as requested") if requested else default_dtype(cfg, device)
-    return LoadPlan(dtype, why, choose_strategy(cfg, device, dtype, strategy, verbose, free=free))
+    chosen = choose_strategy(cfg, device, dtype, strategy, verbose, free=free, context=context)
+    if strategy != "auto":
+        return LoadPlan(dtype, why, chosen, "as requested")
+    free = free_memory(device)[0] if free is None else free  # asked again: nothing was allocated since
+    return LoadPlan(dtype, why, chosen, strategy_reason(cfg, chosen, dtype, free, context))
 
 
 # ----------------------------------------------------------------------------- loading
@@ -150,14 +144,17 @@ def _load_untrained_default(checkpoint: Checkpoint, device: torch.device, dtype,
     return model
 
 
-def load_model(path=None, device=None, dtype=None, verbose: bool = True, strategy: str = "auto") -> Transformer:
+def load_model(path=None, device=None, dtype=None, verbose: bool = True, strategy: str = "auto",
+               context: int | None = None) -> Transformer:
     """Load a checkpoint (either layout) into a Transformer, tensor by tensor, never two copies.
 
     Without a path: $MISTRAL_EDU_WEIGHTS, then the Hugging Face cache, then the embedded default.
     The model comes back in eval mode without gradients, with .checkpoint saying where it came from.
     strategy: "full", "int8" (block matrices in int8, see int8.py), "stream" (weights stay on
     disk, one block at a time, see streaming.py) or "auto" (the first that fits the free memory).
-    The plan is checked against free memory before anything is allocated (plan_load).
+    The plan is checked against free memory before anything is allocated (plan_load), for a prompt
+    of `context` tokens (memory.PLAN_CONTEXT by default): on a 16 GB GPU, 1024 keeps every weight in
+    fp16 where 4096 needs int8.
     """
     device, dtype = parse_device(device), parse_dtype(dtype)
     checkpoint = find_checkpoint(path)
@@ -168,7 +165,7 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True, strateg
     with shapes_only():
         model = Transformer(cfg)
     plan = tensor_plan(checkpoint, cfg, model)
-    load = plan_load(cfg, device, dtype, strategy, verbose)
+    load = plan_load(cfg, device, dtype, strategy, verbose=False, context=context)
     if load.strategy == "stream":
         model = StreamedTransformer(cfg, tensors_on_disk(plan, checkpoint.layout, cfg), device, load.dtype)
         plan = []
@@ -186,7 +183,8 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True, strateg
     if verbose:
         what = "embedded default (trained)" if checkpoint.is_embedded_default else f"{checkpoint.layout} checkpoint"
         print(f"mistral_edu: {what} from {checkpoint.folder} ({checkpoint.reason}); "
-              f"{parameter_count(cfg):,} parameters, {load.why}, {device}, strategy '{load.strategy}'")
+              f"{parameter_count(cfg):,} parameters, {load.why}, {device}, strategy '{load.strategy}' "
+              f"({load.strategy_why})")
     return model
 
 

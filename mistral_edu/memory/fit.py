@@ -1,4 +1,4 @@
-"""The fit check before loading: free memory on the device against what each load strategy needs.
+"""The fit check before loading: the dtype a device computes in, and free memory against each strategy's needs.
 
 load_model() calls choose_strategy() before it allocates anything, so a model that cannot fit is
 refused with the arithmetic and the options, instead of failing halfway with an out-of-memory error.
@@ -15,12 +15,31 @@ from ..dtypes import DTYPE_BYTES, dtype_name
 from ..names import is_block_matrix, layer_of
 from .activations import prefill_activation_bytes
 from .kv_cache import kv_cache_bytes
-from .parameters import tensor_shapes
+from .parameters import parameter_count, tensor_shapes
 from .units import GB
 
+# Below this many parameters a model computes in float32: exact reference maths costs little.
+SMALL_MODEL_PARAMETERS = 1_000_000_000
+# Native bf16 matmuls (tensor cores) start with Ampere. Older GPUs emulate bf16, several times slower.
+BF16_MIN_CAPABILITY = (8, 0)
 # The fit check plans for a prompt of this many tokens: KV cache and activation peak included.
 PLAN_CONTEXT = 4096
 STRATEGIES = ("full", "int8", "stream")
+
+
+def compute_dtype(cfg: ModelConfig, capability: tuple[int, int] | None) -> tuple[torch.dtype, str]:
+    """Small models compute in float32; the 7B in bf16 where it runs natively, else in fp16 on a GPU.
+
+    capability: the CUDA GPU's compute capability, None for a CPU (or Apple's GPU). load_model asks
+    it of the device (checkpoints.default_dtype); the named machines (memory.machines) state it.
+    """
+    if parameter_count(cfg) < SMALL_MODEL_PARAMETERS:
+        return torch.float32, "float32: a small model, so exact reference maths costs little"
+    if capability is not None and tuple(capability) < BF16_MIN_CAPABILITY:
+        major, minor = capability
+        return torch.float16, (f"float16: this GPU (compute capability {major}.{minor}) has no native "
+                               "bf16, which starts at 8.0; fp16 takes the same memory at less range")
+    return torch.bfloat16, "bfloat16: the dtype the weights are stored in"
 
 
 def free_memory(device) -> tuple[int, str]:
@@ -66,11 +85,23 @@ def strategy_bytes(cfg: ModelConfig, strategy: str, dtype="bf16", context: int |
             "activations": prefill_activation_bytes(cfg, context, 1, dtype)}
 
 
+def strategy_reason(cfg: ModelConfig, strategy: str, dtype, free: int, context: int | None = None) -> str:
+    """Why an automatic choice is `strategy`, in a clause: the bytes of full against the free memory."""
+    context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
+    full = sum(strategy_bytes(cfg, "full", dtype, context).values())
+    room = f"{free / GB:.2f} GB free for a {context}-token prompt"
+    if strategy == "full":  # the free memory is left out: it changes from run to run, the fit does not
+        return f"every weight fits: {full / GB:.2f} GB for a {context}-token prompt"
+    return (f"every weight would need {full / GB:.2f} GB, more than the {room}; '{strategy}' needs "
+            f"{sum(strategy_bytes(cfg, strategy, dtype, context).values()) / GB:.2f} GB")
+
+
 def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", verbose: bool = True,
-                    free: int | None = None) -> str:
+                    free: int | None = None, context: int | None = None) -> str:
     """Check a load against free memory before anything is allocated; "auto" picks the first that fits.
 
-    Refuses (MemoryError) with the arithmetic and the options when the requested strategy does not
+    context: the prompt length to plan for (KV cache and activation peak), PLAN_CONTEXT by default; a
+    shorter one can let a 16 GB GPU hold every weight in fp16 where 4096 tokens need int8. Refuses (MemoryError) with the arithmetic and the options when the requested strategy does not
     fit, or when none does.
     """
     if strategy != "auto" and strategy not in STRATEGIES:
@@ -80,7 +111,8 @@ def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", ver
         free, source = free_memory(device)
     else:
         source = "as given"
-    needs = {s: strategy_bytes(cfg, s, dtype) for s in STRATEGIES}
+    context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
+    needs = {s: strategy_bytes(cfg, s, dtype, context) for s in STRATEGIES}
     totals = {s: sum(parts.values()) for s, parts in needs.items()}
 
     def explain(s: str) -> str:
@@ -88,7 +120,7 @@ def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", ver
         return f"{s}: {parts} = {totals[s] / GB:.2f} GB"
 
     table = "\n".join("  " + explain(s) for s in STRATEGIES)
-    where = f"{free / GB:.2f} GB free on {device} ({source}); planned for a {min(PLAN_CONTEXT, cfg.max_seq_len)}-token prompt"
+    where = f"{free / GB:.2f} GB free on {device} ({source}); planned for a {context}-token prompt"
     if strategy == "auto":
         for s in STRATEGIES:
             if totals[s] <= free:
