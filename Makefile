@@ -30,12 +30,14 @@ test: $(INSTALLED)
 		$(if $(wildcard notebooks/sanitize.cfg),--nbval-sanitize-with notebooks/sanitize.cfg)
 
 # Sync every notebooks/src/NN_*.md with its notebooks/NN_*.ipynb (jupytext pairing, notebooks/jupytext.toml:
-# the newer file's cells win, outputs and cell ids are kept), then re-execute every notebook in place with
+# the .md is touched first so that its cells win even when a checkout left the .ipynb newer; outputs and cell
+# ids are kept), then re-execute every notebook in place with
 # this environment's kernel. Lessons are written in the .md sources; tests/test_notebook_sources.py fails
 # when a source and its notebook disagree. The widgets' saved state is dropped (tens of kB per notebook;
 # the explorers need a running kernel anyway); nbclient's store_widget_state=False would skip it but breaks
 # its Output widgets.
 notebooks: $(INSTALLED)
+	touch notebooks/src/$(NB)*.md
 	$(BIN)/jupytext --sync notebooks/src/$(NB)*.md
 	for nb in notebooks/$(NB)*.ipynb; do \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=600 \
