@@ -145,3 +145,20 @@ def test_the_revealed_induction_head_solution_passes(capsys):
     find = solution("induction_head", induction_scores=induction_scores)
     tokens = exercises.repeated_tokens(model.cfg.vocab_size, period=6, batch=2)
     assert exercises.check_induction_head(find(model, tokens, 6), model, 6, 2), capsys.readouterr().out
+
+
+def test_the_instructor_guide_times_are_the_exercises_own():
+    """The README's suggested timing for the workshop is read against each exercise's estimated minutes."""
+    import re
+    from pathlib import Path
+
+    from mistral_edu.exercises.catalogue import _find
+
+    guide = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("instructor guide", 1)[1]
+    timing = guide.split("**Before the day.**", 1)[0]
+    for name, phrase in [("rms_norm", "RMSNorm"), ("rope", "RoPE"), ("repeat_kv", "`repeat_kv`"),
+                         ("decode_step", "one cached\ndecoding step"), ("kv_cache_bytes", "the KV-cache size formula"),
+                         ("induction_head", "find an induction head"), ("patching", "patch an activation")]:
+        match = re.search(re.escape(phrase) + r" (\d+)", timing)
+        assert match, f"the instructor guide does not time {phrase!r}"
+        assert int(match.group(1)) == _find(name).minutes, name
