@@ -5,7 +5,8 @@ assets/), its data as JSON, and a PNG of its starting state. Nothing is fetched,
 offline, in an HTML export and after the kernel is gone. Where scripts do not run (an untrusted
 notebook, GitHub's preview) the PNG stays, with one line saying how to get the live view; where they
 run, the script swaps the PNG for the live view. The root element carries
-data-mistral-edu-view="<kind>" so that tests and readers can find each view.
+data-mistral-edu-view="<kind>" so that tests and readers can find each view, and the class me-view-<kind>,
+which survives JupyterLab's sanitizer (it drops data-* attributes from untrusted outputs).
 """
 from __future__ import annotations
 
@@ -51,11 +52,13 @@ class View:
     """
 
     def __init__(self, kind: str, scripts: list[str], entry: str, data: dict, fallback: Figure, title: str):
+        if not kind.replace("-", "").isalnum():
+            raise ValueError(f"a view's kind is a class name: letters, digits and '-', got {kind!r}")
         self.kind, self.title = kind, title
         uid = f"me-{kind}-{uuid.uuid4().hex[:12]}"
         code = "\n".join(asset(name) for name in ["common.js", *scripts])
         self.html = (
-            f'<div class="me-view" id="{uid}" data-mistral-edu-view="{html.escape(kind)}">'
+            f'<div class="me-view me-view-{kind}" id="{uid}" data-mistral-edu-view="{kind}">'
             f"<style>{asset('views.css')}</style>"
             f'<div class="me-static"><img alt="{html.escape(title)}" src="{png_data_uri(fallback)}">'
             f'<p class="me-note">{html.escape(NOTE)}</p></div>'
