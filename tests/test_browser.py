@@ -30,7 +30,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
 DOCS = HERE.parent / "docs"
-KINDS = ["attention-explorer", "head-overview"]
+KINDS = ["attention-explorer", "head-overview", "logit-lens"]
 HOSTILE = '<script>alert(1)</script> </div> "quoted" \'single\''
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
@@ -48,6 +48,8 @@ CELLS = [
     "          'sink': torch.stack([analysis.first_token_score(p) for p in patterns]),\n"
     "          'entropy': torch.stack([analysis.head_entropy(p) for p in patterns])}\n"
     "viz.views.head_overview(cache, labels, scores, n_rep=model.cfg.n_rep)",
+    "lens = analysis.logit_lens(model, torch.tensor([ids[:12]]))\n"
+    "viz.views.logit_lens_table(lens, labels[:12], tok)",
 ]
 
 
@@ -145,6 +147,11 @@ def test_every_view_works_in_the_html_export_with_the_network_off(notebooks):
             assert overview.get_attribute("data-score") == "sink"
             overview.locator('.me-cell[data-layer="3"][data-head="6"]').click()
             assert "layer 3 · head 6" in overview.locator(".me-header").inner_text()
+            lens = view(b.page, "logit-lens")
+            detail = lens.locator(".me-detail").inner_text()
+            lens.locator('.me-cell[data-row="2"][data-pos="5"]').hover()
+            assert lens.get_attribute("data-cell") == "2,5" and lens.locator(".me-detail").inner_text() != detail
+            assert lens.locator(".me-detail").inner_text().count(" · ") == 4          # the full top 5
             template = [u for u in b.blocked if "require" in u or "mathjax" in u.lower()]
             print("\nrequests the export's template made (blocked):", *sorted(set(template)), sep="\n  ")
             assert sorted(set(b.blocked)) == sorted(set(template)), "a view asked the network for something"

@@ -137,3 +137,22 @@ def test_bad_input_is_a_clear_error(model, run):
     _, few = model.run_with_cache(tokens, pattern_heads={0: [1], 1: [1], 2: [1], 3: [1]})
     with pytest.raises(ValueError, match="every head's pattern"):
         views.attention_explorer(few, labels)
+
+
+def test_logit_lens_table_lists_the_top_k_of_every_cell(model, run):
+    tokens, _, labels = run
+    lens = analysis.logit_lens(model, tokens[:, :8])
+    view = views.logit_lens_table(lens, labels[:8], FakeTokenizer(), k=3)
+    data = embedded(view)
+    probs, ids = lens.top(3)
+    assert 'data-mistral-edu-view="logit-lens"' in view.html and data["rows"] == lens.rows
+    assert data["top"][2][5] == [[f"p{int(i)}", round(float(p), 4)] for i, p in zip(ids[2, 5], probs[2, 5])]
+    with pytest.raises(ValueError, match="one label per position"):
+        views.logit_lens_table(lens, labels[:7], FakeTokenizer())
+
+
+class FakeTokenizer:
+    """Names token i "p<i>": the random test vocabulary has no pieces."""
+
+    def id_to_piece(self, i: int) -> str:
+        return f"p{i}"
