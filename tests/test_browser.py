@@ -1,12 +1,16 @@
-"""A real browser: JupyterLab runs a small notebook that builds the attention explorer; we move a slider.
+"""The HTML views in a real browser, with every request off this machine blocked.
 
-Headless Chromium (Debian's package, driven by Playwright; no browser download) opens the notebook,
-runs it, drags the layer slider and checks that the explorer's text changed with it. A screenshot of
-the explorer goes to docs/attention_explorer.png for the README. JupyterLab gets a free localhost
-port, no token, a throwaway HOME, and is always killed, kernel included.
-
-The notebook is stored as browser_explorer_notebook.json, not .ipynb: `make test` runs nbval over
-every .ipynb under the paths it is given, tests/ included.
+Headless Chromium (Debian's package, driven by Playwright; no browser download) opens
+- the nbconvert HTML export of a small notebook that builds every view (no kernel, no server): each
+  view must start, respond to a layer, a head and a hovered token, log no error, and need none of
+  the requests the export's template makes (require.js, MathJax), which are listed;
+- JupyterLab 4 after Run All on the same notebook: the views start and respond;
+- the executed notebook opened in JupyterLab without running it (untrusted: a fresh HOME has never
+  signed it): scripts do not run, so each view's PNG and its one-line note must show;
+- a standalone page with a 256-token explorer, to time its redraw.
+Token text with <script>, </div> and quotes must show as text and never run (no dialog may open).
+JupyterLab gets a free localhost port, no token, a throwaway HOME, and is always killed, kernel included.
+A screenshot of each view, taken from the export, goes to docs/ for the README.
 """
 from __future__ import annotations
 
@@ -20,15 +24,175 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
-BUDGET_S = 85  # the whole test, server start included; CI on a quiet machine needs about a third
-SCREENSHOT = HERE.parent / "docs" / "attention_explorer.png"
+DOCS = HERE.parent / "docs"
+KINDS = ["attention-explorer", "head-overview", "logit-lens"]
+HOSTILE = '<script>alert(1)</script> </div> "quoted" \'single\''
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                                 "(apt-get install -y chromium; .ci/run installs it)")
+
+CELLS = [
+    "import torch\nimport mistral_edu as me\nfrom mistral_edu import analysis, viz\n\n"
+    "torch.set_num_threads(1)\nmodel = me.load_model(verbose=False)\ntok = me.load_tokenizer()\n"
+    f"ids = tok.encode({'The quick brown fox jumps over the lazy dog. The quick brown fox jumps ' + HOSTILE!r})\n"
+    "labels = viz.token_labels(tok, ids)\nwith torch.no_grad():\n"
+    "    _, cache = model.run_with_cache(torch.tensor([ids]), names=lambda n: n.endswith('hook_pattern'))\n"
+    "patterns = [cache['pattern', layer] for layer in range(model.cfg.n_layers)]",
+    "viz.views.attention_explorer(cache, labels, n_rep=model.cfg.n_rep)",
+    "scores = {'previous-token': torch.stack([analysis.previous_token_score(p) for p in patterns]),\n"
+    "          'sink': torch.stack([analysis.first_token_score(p) for p in patterns]),\n"
+    "          'entropy': torch.stack([analysis.head_entropy(p) for p in patterns])}\n"
+    "viz.views.head_overview(cache, labels, scores, n_rep=model.cfg.n_rep)",
+    "lens = analysis.logit_lens(model, torch.tensor([ids[:12]]))\n"
+    "viz.views.logit_lens_table(lens, labels[:12], tok)",
+]
+
+
+def clean_env(home: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("MISTRAL_EDU_WEIGHTS", "JUPYTER_CONFIG_DIR")}
+    env.update(HOME=str(home), HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(home / "hf"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"), PYTHONPATH=str(HERE.parent))
+    return env
+
+
+@pytest.fixture(scope="module")
+def notebooks(tmp_path_factory):
+    """views.ipynb (not run), executed.ipynb (run by nbconvert, unsigned) and executed.html (its export)."""
+    folder = tmp_path_factory.mktemp("views")
+    home = folder / "home"
+    home.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in CELLS])
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nbformat.write(nb, folder / "views.ipynb")
+    env = clean_env(home)
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                    "--output", "executed.ipynb", "views.ipynb"], cwd=folder, env=env, check=True,
+                   capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", "executed.ipynb"],
+                   cwd=folder, env=env, check=True, capture_output=True, timeout=120)
+    return folder
+
+
+class Browser:
+    """One Chromium page that refuses every request not to `allowed` (a URL prefix) and records them all."""
+
+    def __init__(self, playwright, allowed: str):
+        self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        self.page = self.browser.new_page(viewport={"width": 1300, "height": 900})
+        self.blocked, self.errors, self.dialogs = [], [], []
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+        def route(r):
+            if r.request.url.startswith(allowed):
+                return r.continue_()
+            self.blocked.append(r.request.url)
+            return r.abort()
+        self.page.route("**/*", route)
+
+    def close(self):
+        self.browser.close()
+
+
+def view(page, kind: str):
+    return page.locator(f'[data-mistral-edu-view="{kind}"]').first
+
+
+def drive_explorer(page, root) -> None:
+    """Select a layer and a head, hover a token: the header, the shading and the data attributes must follow."""
+    header = root.locator(".me-header")
+    before = header.inner_text()
+    root.locator(".me-layer").fill("2")
+    page.wait_for_function("r => r.dataset.layer === '2'", arg=root.element_handle())
+    after_layer = header.inner_text()
+    assert after_layer != before and after_layer.startswith("layer 2 ·")
+    root.locator('.me-head[data-head="5"]').click()
+    assert root.get_attribute("data-head") == "5" and "head 5 (KV head 1)" in header.inner_text()
+    shading = root.locator(".me-tok").evaluate_all("spans => spans.map(s => s.style.background)")
+    root.locator(".me-tok").nth(8).hover()
+    assert root.get_attribute("data-query") == "8" and "query 8" in header.inner_text()
+    assert root.locator(".me-tok").evaluate_all("spans => spans.map(s => s.style.background)") != shading
+    assert root.locator(".me-tok.me-future").count() == root.locator(".me-tok").count() - 9
+
+
+def check_hostile_text_is_text(page, root, dialogs) -> None:
+    tokens = "".join(root.locator(".me-tok").all_inner_texts())
+    assert "<script>" in tokens.replace("·", "") or "script>" in tokens      # shown, piece by piece
+    assert dialogs == [] and page.locator(".me-tok script, .me-tok div").count() == 0
+
+
+def test_every_view_works_in_the_html_export_with_the_network_off(notebooks):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = Browser(p, "file://")
+        try:
+            b.page.goto((notebooks / "executed.html").as_uri(), wait_until="load")
+            for kind in KINDS:
+                b.page.wait_for_function(f"document.querySelector('[data-mistral-edu-view=\"{kind}\"]')"
+                                         ".dataset.ready === '1'", timeout=20_000)
+                root = view(b.page, kind)
+                assert root.locator(".me-static").is_hidden() and root.locator(".me-live").is_visible()
+            explorer = view(b.page, "attention-explorer")
+            drive_explorer(b.page, explorer)
+            check_hostile_text_is_text(b.page, explorer, b.dialogs)
+            overview = view(b.page, "head-overview")
+            overview.locator('.me-score').select_option("sink")
+            assert overview.get_attribute("data-score") == "sink"
+            overview.locator('.me-cell[data-layer="3"][data-head="6"]').click()
+            assert "layer 3 · head 6" in overview.locator(".me-header").inner_text()
+            lens = view(b.page, "logit-lens")
+            detail = lens.locator(".me-detail").inner_text()
+            lens.locator('.me-cell[data-row="2"][data-pos="5"]').hover()
+            assert lens.get_attribute("data-cell") == "2,5" and lens.locator(".me-detail").inner_text() != detail
+            assert lens.locator(".me-detail").inner_text().count(" · ") == 4          # the full top 5
+            template = [u for u in b.blocked if "require" in u or "mathjax" in u.lower()]
+            print("\nrequests the export's template made (blocked):", *sorted(set(template)), sep="\n  ")
+            assert sorted(set(b.blocked)) == sorted(set(template)), "a view asked the network for something"
+            view_errors = [e for e in b.errors if "ERR_FAILED" not in e and "Failed to load resource" not in e]
+            assert view_errors == [], view_errors
+            DOCS.mkdir(exist_ok=True)
+            for kind in KINDS:
+                view(b.page, kind).screenshot(path=str(DOCS / f"view_{kind}.png"))
+        finally:
+            b.close()
+
+
+def test_a_256_token_explorer_redraws_in_under_100_ms(tmp_path):
+    import torch
+    from playwright.sync_api import sync_playwright
+    from mistral_edu.viz import views
+
+    seq = 256
+    scores = torch.randn(2, 32, seq, seq, generator=torch.Generator().manual_seed(0))   # (layers, heads, q, k)
+    patterns = scores.masked_fill(torch.ones(seq, seq).triu(1).bool(), float("-inf")).softmax(-1)
+    views.attention_explorer(patterns, [f"w{i}" for i in range(seq)], n_rep=4).save(tmp_path / "big.html")
+    with sync_playwright() as p:
+        b = Browser(p, "file://")
+        try:
+            b.page.goto((tmp_path / "big.html").as_uri())
+            b.page.wait_for_function("document.querySelector('[data-mistral-edu-view]').dataset.ready === '1'")
+            times = b.page.evaluate("""() => {
+                const root = document.querySelector('[data-mistral-edu-view]'), out = [];
+                for (let i = 0; i < 20; i++) {
+                    const t = performance.now();
+                    root.meView.set(i % 2, (7 * i) % 32, 255 - i);
+                    void root.offsetHeight;                   // the layout the change needs, inside the timing
+                    out.push(performance.now() - t);
+                }
+                return out;
+            }""")
+            times.sort()
+            print(f"\n256 tokens: redraw median {times[10]:.1f} ms, worst {times[-1]:.1f} ms (headless Chromium)")
+            assert times[-1] < 100 and b.errors == [] and b.blocked == []
+        finally:
+            b.close()
 
 
 def free_port() -> int:
@@ -51,15 +215,12 @@ def wait_for_server(url: str, process: subprocess.Popen, timeout: float) -> None
 
 
 @pytest.fixture
-def jupyterlab(tmp_path, request):
-    """The URL of a JupyterLab serving a folder with explorer.ipynb in it; killed afterwards."""
-    request.node.started = time.monotonic()
-    shutil.copy(HERE / "browser_explorer_notebook.json", tmp_path / "explorer.ipynb")
+def jupyterlab(notebooks, tmp_path):
+    """The URL of a JupyterLab serving views.ipynb and executed.ipynb; killed afterwards."""
+    for name in ("views.ipynb", "executed.ipynb"):
+        shutil.copy(notebooks / name, tmp_path / name)
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("MISTRAL_EDU_WEIGHTS", "JUPYTER_CONFIG_DIR")}
-    env.update(HOME=str(home), HF_HOME=str(home / "hf"), HF_HUB_CACHE=str(home / "hf"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), PYTHONPATH=str(HERE.parent))
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -67,11 +228,11 @@ def jupyterlab(tmp_path, request):
          f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
          "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
         + (["--allow-root"] if os.geteuid() == 0 else []),
-        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "wb"),
+        cwd=tmp_path, env=clean_env(home), stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "wb"),
         start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}/"
-        wait_for_server(url, process, timeout=BUDGET_S / 2)
+        wait_for_server(url, process, timeout=60)
         yield url
     finally:
         stop(process)
@@ -92,51 +253,45 @@ def stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-def explorer_header(page) -> str:
-    return page.locator(".attention-explorer").first.inner_text().splitlines()[0]
+def open_notebook(page, url: str) -> None:
+    page.goto(url)
+    page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext "
+                           "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
 
 
-def test_moving_the_layer_slider_changes_the_explorer(jupyterlab, request):
+def test_views_work_in_jupyterlab_after_run_all(jupyterlab):
     from playwright.sync_api import sync_playwright
 
-    deadline = request.node.started + BUDGET_S
+    with sync_playwright() as p:
+        b = Browser(p, jupyterlab)
+        try:
+            open_notebook(b.page, jupyterlab + "lab/tree/views.ipynb")
+            b.page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            for kind in KINDS:
+                b.page.wait_for_selector(f'[data-mistral-edu-view="{kind}"][data-ready="1"]', timeout=90_000)
+            drive_explorer(b.page, view(b.page, "attention-explorer"))
+            check_hostile_text_is_text(b.page, view(b.page, "attention-explorer"), b.dialogs)
+            assert b.blocked == [] and b.errors == [], (b.blocked, b.errors)
+        finally:
+            b.close()
 
-    def left_ms() -> float:
-        return max(1.0, deadline - time.monotonic()) * 1000
+
+def test_an_untrusted_notebook_shows_each_views_picture_and_note(jupyterlab):
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        b = Browser(p, jupyterlab)
         try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.set_default_timeout(left_ms())
-            start = time.monotonic()
-            page.goto(jupyterlab + "lab/tree/explorer.ipynb")
-            page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext "
-                                   "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=left_ms())
-            opened = time.monotonic()
-            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-            page.wait_for_selector(".attention-explorer", timeout=left_ms())
-            ran = time.monotonic()
-            before = explorer_header(page)
-            assert before.startswith("layer 0 · head 0") and "query 13" in before
-
-            track = page.locator(".widget-slider").first.locator(".noUi-target, .slider-container").first
-            box = track.bounding_box()
-            handle = page.locator(".widget-slider").first.locator(".noUi-handle").first
-            handle.hover()
-            page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] * 0.99, box["y"] + box["height"] / 2, steps=8)
-            page.mouse.up()
-            shown = page.locator(".widget-slider").first.locator(".widget-readout").inner_text().strip()
-            assert shown != "0", "the drag did not move the layer slider"
-            page.wait_for_function(f"document.querySelector('.attention-explorer').dataset.layer === '{shown}'",
-                                   timeout=left_ms())
-            after = explorer_header(page)
-            assert after != before and after.startswith(f"layer {shown} · head 0")
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            page.locator(".widget-vbox", has=page.locator(".attention-explorer")).first.screenshot(path=str(SCREENSHOT))
-            print(f"\nJupyterLab opened the notebook in {opened - start:.1f} s, ran it in {ran - opened:.1f} s"
-                  f"\nbefore: {before}\nafter:  {after}\nscreenshot: {SCREENSHOT}")
+            open_notebook(b.page, jupyterlab + "lab/tree/executed.ipynb")
+            for kind in KINDS:
+                root = b.page.locator(f".me-view-{kind}").first      # the sanitizer drops data-* attributes
+                root.wait_for(timeout=30_000)
+                image = root.locator(".me-static img")
+                assert image.is_visible() and image.evaluate("i => i.complete && i.naturalWidth > 100")
+                assert "trust the notebook" in root.locator(".me-note").inner_text()
+                assert root.locator(".me-tok").count() == 0 and root.locator("script").count() == 0
+            root.screenshot(path=str(DOCS / "view_untrusted.png"))
+            assert b.dialogs == [] and b.blocked == []
         finally:
-            browser.close()
+            b.close()
