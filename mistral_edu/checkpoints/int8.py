@@ -1,10 +1,22 @@
 """Int8 weight-only quantisation in plain PyTorch: half the bytes of bf16 for the block matrices.
 
 Each output row of a weight matrix gets its own scale, absmax / 127, and its weights are stored as
-round(w / scale) in int8. The matmul converts the int8 matrix to the activations' dtype and applies
-the scales to its output: x W^T * s equals x (W * s)^T because a row's scale multiplies one output.
-A per-row scale suits these matrices: rows differ in size far more than weights within a row.
-Embeddings and the output head stay in the compute dtype (a lookup, and the logits' precision).
+round(w / scale) in int8. The matmul multiplies by the int8 matrix and applies the scales to its
+output: x W^T * s equals x (W * s)^T because a row's scale multiplies one output. A per-row scale
+suits these matrices: rows differ in size far more than weights within a row. Embeddings and the
+output head stay in the compute dtype (a lookup, and the logits' precision).
+
+No forward pass builds a float copy of a whole int8 matrix (that copy would cost more memory and
+time than the int8 saves). int8_linear picks one of two ways to multiply:
+
+- on the CPU, in bf16, for a few rows (decoding one token): PyTorch's weight-only int8 kernel
+  `torch.ops.aten._weight_int8pack_mm`, which reads the int8 bytes directly. It is a matrix-vector
+  kernel: fast for one row, its time grows with every row, and in fp32 or fp16 it is slower than the
+  alternative (benchmarks/cpu_laptop.py measures it).
+- everywhere else (many rows, fp32, a GPU): a block of ROWS_PER_CHUNK output rows at a time is
+  converted to the activations' dtype and multiplied, so the float copy that exists is one block
+  (29 MB for the 7B's largest matrix in bf16), never the matrix. On a GPU this is the only path:
+  PyTorch has no weight-only int8 matmul there that takes this layout.
 """
 from __future__ import annotations
 
@@ -15,6 +27,8 @@ from torch import nn
 from ..names import is_block_matrix
 
 ROWS_PER_CHUNK = 1024
+# Up to this many activation rows, the CPU's int8 kernel beats converting the matrix block by block.
+INT8_KERNEL_MAX_ROWS = 4
 
 
 def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -31,6 +45,30 @@ def quantize_int8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
+def uses_int8_kernel(x: torch.Tensor, n_rows: int) -> bool:
+    """Whether int8_linear multiplies with the CPU's int8 kernel: bf16 activations of a few rows on the CPU."""
+    return x.device.type == "cpu" and x.dtype == torch.bfloat16 and n_rows <= INT8_KERNEL_MAX_ROWS
+
+
+def int8_linear(x: torch.Tensor, weight_int8: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """x W^T for W = weight_int8 * scale[:, None], without ever holding W in a float dtype.
+
+    Both ways round x W_int8^T to x's dtype before scaling by the float32 scales, the arithmetic the
+    int8 error bound in the tests was set for.
+    """
+    rows = x.reshape(-1, x.shape[-1])                                       # (tokens, in)
+    out_features = weight_int8.shape[0]
+    if uses_int8_kernel(x, rows.shape[0]):
+        unit = torch.ones(out_features, dtype=x.dtype)                      # (out,) scales applied below, in fp32
+        y = torch.ops.aten._weight_int8pack_mm(rows.contiguous(), weight_int8, unit)  # (tokens, out)
+    else:
+        y = torch.empty(rows.shape[0], out_features, dtype=x.dtype, device=x.device)  # (tokens, out)
+        for start in range(0, out_features, ROWS_PER_CHUNK):
+            block = weight_int8[start:start + ROWS_PER_CHUNK].to(x.dtype)   # (chunk, in): one block in float
+            y[:, start:start + ROWS_PER_CHUNK] = F.linear(rows, block)      # (tokens, chunk)
+    return (y * scale).to(x.dtype).reshape(*x.shape[:-1], out_features)    # (..., out)
+
+
 class Int8Linear(nn.Module):
     """A bias-free Linear whose weight is int8 with one float32 scale per output feature."""
 
@@ -45,12 +83,11 @@ class Int8Linear(nn.Module):
         return cls(*quantize_int8(weight))
 
     def dequantized(self, dtype=torch.float32) -> torch.Tensor:
-        """The matrix this layer multiplies by, in a float dtype."""
+        """The matrix this layer multiplies by, in a float dtype (a full copy: for inspection, not for forward)."""
         return (self.weight_int8.float() * self.scale[:, None]).to(dtype)  # (out, in)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight_int8.to(x.dtype))     # (..., out), exact int8 values in bf16
-        return (y * self.scale).to(x.dtype)               # (..., out)
+        return int8_linear(x, self.weight_int8, self.scale)  # (..., out)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 per-row scales"

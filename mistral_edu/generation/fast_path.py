@@ -20,6 +20,10 @@ GPU needs to run it, so the GPU mostly waits for the next launch. Three changes 
 On the CPU there is no graph, but the fused matmuls and the absence of per-token bookkeeping still
 help, and the output head is stored column-major (see `FastDecoder.__init__`).
 
+int8 models (checkpoints/int8.py) take this path too: their fused projections are an int8 matrix with
+its scales, and `project` multiplies by them with int8_linear, which on the CPU reads the int8 bytes
+directly (a matrix-vector kernel, the case of decoding one token) and never builds a float matrix.
+
 What is shared with the model and what is not. The arithmetic is model/'s: rms_norm, rope_rotations,
 rotate_pairs (apply_rope in real numbers, which torch.compile can fuse) and swiglu are the functions
 the modules call, and the tests check the tokens are the plain path's. Two things are the decoder's
@@ -47,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints.int8 import Int8Linear, int8_linear
 from ..hooks import hook_points
 from ..model import rms_norm, rope_rotations, rotate_pairs, swiglu
 from .fusion import fused_weight, projection_groups
@@ -67,10 +72,15 @@ COMPILE_ON_CUDA = True
 # Plain functions of tensors (no modules), so that torch.compile sees only tensors and compiles each
 # once for all 32 layers. They compute what model/*.py computes; tests check the tokens are the same.
 
+def project(x, weight):
+    """x W^T for a float matrix, or for an int8 one given as (int8 matrix, per-row scales)."""
+    return int8_linear(x, *weight) if isinstance(weight, tuple) else F.linear(x, weight)
+
+
 def attention_inputs(x, norm_weight, wqkv, cos, sin, eps: float, n_heads: int, n_kv_heads: int):
     """Normalise, project with the fused wq|wk|wv, rotate: q (b, n_heads, s, hd), k and v (b, n_kv_heads, s, hd)."""
     batch, seq, _ = x.shape
-    qkv = F.linear(rms_norm(x, norm_weight, eps), wqkv)                       # (batch, seq, (n_heads + 2 n_kv) head_dim)
+    qkv = project(rms_norm(x, norm_weight, eps), wqkv)                        # (batch, seq, (n_heads + 2 n_kv) head_dim)
     qkv = qkv.view(batch, seq, n_heads + 2 * n_kv_heads, -1).transpose(1, 2)   # (batch, all heads, seq, head_dim)
     qk = rotate_pairs(qkv[:, :n_heads + n_kv_heads], cos, sin)                       # q and k heads rotated together
     return qk[:, :n_heads], qk[:, n_heads:], qkv[:, n_heads + n_kv_heads:]
@@ -109,9 +119,9 @@ def chunk_attention(q, keys, values):
 
 def attention_output_and_feed_forward(x, z, wo, norm_weight, w13, w2, eps: float):
     """The rest of the block: x + wo z, then + w2(silu(w1 h) * w3 h) with the fused w1|w3."""
-    x = x + F.linear(z, wo)                                                    # (batch, seq, dim)
-    gate, up = F.linear(rms_norm(x, norm_weight, eps), w13).chunk(2, dim=-1)   # (batch, seq, hidden_dim) each
-    return x + F.linear(swiglu(gate, up), w2)                                  # (batch, seq, dim)
+    x = x + project(z, wo)                                                     # (batch, seq, dim)
+    gate, up = project(rms_norm(x, norm_weight, eps), w13).chunk(2, dim=-1)    # (batch, seq, hidden_dim) each
+    return x + project(swiglu(gate, up), w2)                                   # (batch, seq, dim)
 
 
 _COMPILED: dict[str, object] = {}
@@ -132,16 +142,26 @@ PLAIN_STEP_FUNCTIONS = {fn.__name__: fn for fn in (attention_inputs, step_attent
 
 # ----------------------------------------------------------------------------- the weights it reads
 
+Matrix = torch.Tensor | tuple[torch.Tensor, torch.Tensor]   # a float matrix, or (int8 matrix, scales)
+
+
 @dataclass
 class LayerWeights:
     """One block's weights as the step functions take them (detached tensors sharing the model's storage)."""
 
     attention_norm: torch.Tensor
-    wqkv: torch.Tensor
-    wo: torch.Tensor
+    wqkv: Matrix
+    wo: Matrix
     ffn_norm: torch.Tensor
-    w13: torch.Tensor
-    w2: torch.Tensor
+    w13: Matrix
+    w2: Matrix
+
+
+def matrix(linear: nn.Module) -> Matrix:
+    """A linear's weight as `project` takes it: the tensor, or an Int8Linear's (int8 matrix, scales)."""
+    if isinstance(linear, Int8Linear):
+        return linear.weight_int8, linear.scale
+    return linear.weight.detach()
 
 
 def layer_weights(block) -> LayerWeights:
@@ -150,21 +170,22 @@ def layer_weights(block) -> LayerWeights:
     return LayerWeights(
         attention_norm=block.attention_norm.weight.detach(),
         wqkv=qkv,
-        wo=block.attention.wo.weight.detach(),
+        wo=matrix(block.attention.wo),
         ffn_norm=block.ffn_norm.weight.detach(),
         w13=w13,
-        w2=block.feed_forward.w2.weight.detach(),
+        w2=matrix(block.feed_forward.w2),
     )
 
 
 def parameter_signature(model) -> tuple:
-    """Where every parameter lives and how often the output head was edited in place: a change means re-read.
+    """Where every weight lives and how often the output head was edited in place: a change means re-read.
 
-    The decoder reads the parameters' own storage, so in-place edits reach it; only the CPU's
+    The decoder reads the weights' own storage, so in-place edits reach it; only the CPU's
     transposed output head is a copy, and the output weight's version counter says when it is stale.
+    Buffers count too: an int8 model's matrices and scales are buffers.
     """
-    return (tuple((p.data_ptr(), p.dtype, p.device) for p in model.parameters()),
-            model.output.weight._version)
+    weights = [*model.parameters(), *model.buffers()]
+    return tuple((w.data_ptr(), w.dtype, w.device) for w in weights), model.output.weight._version
 
 
 # ----------------------------------------------------------------------------- the decoder
@@ -328,8 +349,7 @@ def fast_path_applies(model, total_len: int) -> bool:
     window = model.cfg.sliding_window
     if window is not None and window < total_len:
         return False
-    # Streamed (weights on disk, meta between passes) and int8 (Int8Linear) models have no resident
-    # float weights to fuse: they take the plain path.
-    if any(p.is_meta for p in model.parameters()) or not isinstance(model.layers[0].attention.wq, nn.Linear):
+    # A streamed model's weights are on disk (meta between passes): nothing resident to fuse or read.
+    if any(p.is_meta for p in model.parameters()):
         return False
     return not any(point.fns for point in hook_points(model).values())
