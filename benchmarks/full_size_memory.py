@@ -32,6 +32,7 @@ from mistral_edu import ModelConfig
 from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
 from mistral_edu.checkpoints.int8 import compare_logits
 from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes
+from mistral_edu.progress import progress
 
 GB = 1e9
 TOKENS = 32
@@ -143,11 +144,14 @@ def main() -> None:
         aims = {"full": 1.07 * weights, "stream": 2.5 * GB, "int8": 8.5 * GB}
         runs = [(names[strategy], strategy, folders[layout], aims[strategy]) for strategy, layout in wanted]
         rows = []
-        for what, strategy, folder, aim in runs:
-            out = root / f"logits_{strategy}_{folder.name}.pt"
-            wait_for_memory(strategy, args.wait)
-            result = measure(strategy, folder, out)
-            rows.append((what, strategy, folder.name, aim, result, out))
+        with progress(len(runs), "measured runs (each a fresh process)", unit="run") as bar:
+            for what, strategy, folder, aim in runs:
+                out = root / f"logits_{strategy}_{folder.name}.pt"
+                bar.set_postfix_str(f"{strategy}, {folder.name} layout")
+                wait_for_memory(strategy, args.wait)
+                result = measure(strategy, folder, out)
+                rows.append((what, strategy, folder.name, aim, result, out))
+                bar.update(1)
         first = root / f"logits_{wanted[0][0]}_{wanted[0][1]}.pt"
         reference = torch.load(first) if first.exists() else None
         print(f"\npeak RSS in fresh processes, {TOKENS}-token forward after each load; torch {torch.__version__}, "

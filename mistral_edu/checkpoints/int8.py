@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..names import is_block_matrix
+from ..progress import progress
 
 ROWS_PER_CHUNK = 1024
 # Up to this many activation rows, the CPU's int8 kernel beats converting the matrix block by block.
@@ -100,11 +101,16 @@ def set_int8(model: nn.Module, name: str, weight: torch.Tensor) -> None:
     setattr(model.get_submodule(parent_name), leaf, Int8Linear.from_weight(weight))
 
 
-def quantize_model(model: nn.Module) -> nn.Module:
-    """Quantise every block matrix (wq, wk, wv, wo, w1, w2, w3) of a loaded model in place."""
-    for name, p in list(model.named_parameters()):
-        if is_block_matrix(name):
+def quantize_model(model: nn.Module, verbose: bool = True) -> nn.Module:
+    """Quantise every block matrix (wq, wk, wv, wo, w1, w2, w3) of a loaded model in place.
+
+    A bar counts the matrices when it takes a while (a 7B: about a minute on two cores); verbose=False hides it.
+    """
+    matrices = [(name, p) for name, p in model.named_parameters() if is_block_matrix(name)]
+    with progress(len(matrices), "quantising to int8", unit="matrix", verbose=verbose) as bar:
+        for name, p in matrices:
             set_int8(model, name, p.detach())
+            bar.update(1)
     return model
 
 

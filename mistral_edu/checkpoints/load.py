@@ -19,6 +19,7 @@ from ..dtypes import parse_dtype
 from ..memory import choose_strategy, compute_dtype, free_memory, parameter_count, strategy_reason
 from ..model.transformer import Transformer, random_init_
 from ..names import is_block_matrix
+from ..progress import progress
 from ..tokenizer import Tokenizer, mistral_common_v1_path
 from .find import Checkpoint, find_checkpoint, read_config, weight_files
 from .int8 import quantize_model, set_int8
@@ -136,7 +137,7 @@ def _load_untrained_default(checkpoint: Checkpoint, device: torch.device, dtype,
     dtype = dtype or default_dtype(cfg, device)[0]
     model = _init_default(cfg, dtype, device)
     if strategy == "int8":
-        quantize_model(model)
+        quantize_model(model, verbose=False)  # the default: quick, and no bar in a saved notebook
     model.checkpoint = checkpoint
     if verbose:
         print(f"mistral_edu: embedded default (randomly initialised, seed 0; {checkpoint.reason}), "
@@ -166,18 +167,25 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True, strateg
         model = Transformer(cfg)
     plan = tensor_plan(checkpoint, cfg, model)
     load = plan_load(cfg, device, dtype, strategy, verbose=False, context=context)
+    # A bar (bytes read, ETA) for a real checkpoint's load when it takes a while; never for the default.
+    show = verbose and not checkpoint.is_embedded_default
     if load.strategy == "stream":
-        model = StreamedTransformer(cfg, tensors_on_disk(plan, checkpoint.layout, cfg), device, load.dtype)
+        model = StreamedTransformer(cfg, tensors_on_disk(plan, checkpoint.layout, cfg), device, load.dtype,
+                                    verbose=show)
         plan = []
-    for ours, st, stored in plan:
-        tensor = st.read(stored)
-        if checkpoint.layout == "hf":
-            tensor = from_hf_rows(ours, tensor, cfg)
-        if load.strategy == "int8" and is_block_matrix(ours):
-            set_int8(model, ours, tensor.to(device))
-        else:
-            set_parameter(model, ours, tensor.to(device=device, dtype=load.dtype))
-        del tensor
+    what = "reading and quantising to int8" if load.strategy == "int8" else "reading"
+    with progress(sum(st.nbytes(stored) for _, st, stored in plan), f"{what} {checkpoint.folder.name}",
+                  verbose=show, in_bytes=True) as bar:
+        for ours, st, stored in plan:
+            tensor = st.read(stored)
+            if checkpoint.layout == "hf":
+                tensor = from_hf_rows(ours, tensor, cfg)
+            if load.strategy == "int8" and is_block_matrix(ours):
+                set_int8(model, ours, tensor.to(device))
+            else:
+                set_parameter(model, ours, tensor.to(device=device, dtype=load.dtype))
+            del tensor
+            bar.update(st.nbytes(stored))
     model.eval()
     model.checkpoint = checkpoint
     if verbose:

@@ -134,6 +134,11 @@ class SafetensorsFile:
     def shape(self, name: str) -> tuple[int, ...]:
         return self.entries[name][1]
 
+    def nbytes(self, name: str) -> int:
+        """Bytes of the tensor's data in the file (what reading it costs; a load's progress counts these)."""
+        _, _, begin, end = self.entries[name]
+        return end - begin
+
     def read(self, name: str) -> torch.Tensor:
         """The tensor's bytes read into a fresh CPU tensor of its stored dtype and shape."""
         dtype, shape, begin, end = self.entries[name]

@@ -4,7 +4,8 @@ The weights stay in the checkpoint's files. Each module that owns weights (the e
 block, the final norm, the output head) maps its tensors from disk just before it runs and lets go
 of them after, so the device holds about one block (436 MB for Mistral 7B in bf16) plus the
 activations. The same arithmetic runs as in the loaded model, so the logits are the same; the price
-is reading all the weights once per forward pass (for generation: once per token).
+is reading all the weights once per forward pass (for generation: once per token). A forward pass that
+takes a while shows a bar of the units done (progress.py), unless verbose=False.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 
 from ..config import ModelConfig
 from ..model.transformer import Transformer
+from ..progress import progress
 from .layouts import from_hf_rows
 from .safetensors_io import SafetensorsFile
 from .skeleton import set_parameter, shapes_only
@@ -55,12 +57,14 @@ class StreamedTransformer(Transformer):
     """A Transformer whose weights stay on disk, each unit loaded to the device for its turn only."""
 
     def __init__(self, cfg: ModelConfig, tensors: dict[str, TensorOnDisk], device: torch.device,
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, verbose: bool = True):
         with shapes_only():
             super().__init__(cfg)
         self.requires_grad_(False).eval()
         self._device, self._dtype = device, dtype
         self._tensors = tensors
+        self.verbose = verbose
+        self._bar = None
         for unit in streamed_units(cfg):
             module = self.get_submodule(unit)
             module.register_forward_pre_hook(self._loader(unit))
@@ -73,6 +77,15 @@ class StreamedTransformer(Transformer):
     @property
     def dtype(self) -> torch.dtype:
         return self._dtype
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        """Transformer.forward, with a bar of the units streamed so far when it takes a while."""
+        with progress(len(streamed_units(self.cfg)), "streamed forward", unit="unit", verbose=self.verbose) as bar:
+            self._bar = bar
+            try:
+                return super().forward(*args, **kwargs)
+            finally:
+                self._bar = None
 
     def _unit_names(self, unit: str) -> list[str]:
         return [name for name in self._tensors if name.startswith(unit + ".")]
@@ -87,6 +100,8 @@ class StreamedTransformer(Transformer):
         def release(module, args, output):
             for name in self._unit_names(unit):
                 set_parameter(self, name, torch.empty(self._tensors[name].shape, device="meta", dtype=self._dtype))
+            if self._bar is not None:
+                self._bar.update(1)
         return release
 
     def resident_bytes(self) -> int:

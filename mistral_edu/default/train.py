@@ -34,6 +34,7 @@ from ..config import ModelConfig
 from ..model import Transformer, random_init_
 from ..checkpoints import SafetensorsFile, load_model, load_tokenizer, save_consolidated, write_safetensors
 from ..generation import generate
+from ..progress import progress
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -61,6 +62,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder for the resumable state, token cache and exports")
     parser.add_argument("--out", type=Path, default=DEFAULT_DIR, help="where --export-only writes the checkpoint")
     parser.add_argument("--export-only", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (the step and eval lines stay)")
     parser.add_argument("--write-heldout", action="store_true",
                         help="with --export-only: also rewrite heldout.txt (needs the corpus packages)")
     return parser.parse_args(argv)
@@ -254,6 +256,7 @@ def train(args) -> None:
           f"starting at step {step}", flush=True)
     model.train()
     start, losses = time.time(), []
+    bar = progress(args.steps - step, "training the default", unit="step", verbose=not args.quiet)
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args) * group["lr_scale"]
@@ -264,13 +267,15 @@ def train(args) -> None:
         optimizer.step()
         losses.append(loss.item())
         step += 1
+        bar.update(1)
         if step % 20 == 0:
-            print(f"step {step} loss {np.mean(losses[-20:]):.3f} lr {learning_rate(step, args):.2e} "
-                  f"{time.time() - start:.0f}s", flush=True)
+            bar.write(f"step {step} loss {np.mean(losses[-20:]):.3f} lr {learning_rate(step, args):.2e} "
+                      f"{time.time() - start:.0f}s")
         if step % args.checkpoint_every == 0 or step == args.steps:
             save_state(model, optimizer, step, args.work)
         if step % args.eval_every == 0 or step == args.steps:
-            print(f"eval step {step}: " + json.dumps(evaluate(model, data, args)), flush=True)
+            bar.write(f"eval step {step}: " + json.dumps(evaluate(model, data, args)))
+    bar.close()
 
 
 if __name__ == "__main__":
