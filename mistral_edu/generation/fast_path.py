@@ -237,8 +237,10 @@ class FastDecoder:
         # The output head (vocab x dim) is the largest matmul of a small model. On the CPU, multiplying a
         # vector by a matrix with short rows is ~8x faster when the matrix is stored column-major (the BLAS
         # walks columns with contiguous loads), so the CPU keeps a transposed copy; a GPU wants row-major.
+        # Not for an int8 model: it was quantised to fit, and the copy (262 MB for the 7B) could push it out.
         head = model.output.weight.detach()
-        self.output = head.t().contiguous().t() if self.device.type == "cpu" else head
+        copy_head = self.device.type == "cpu" and not any(isinstance(m, Int8Linear) for m in model.modules())
+        self.output = head.t().contiguous().t() if copy_head else head
         self.signature = parameter_signature(model)
         self.graph, self.logits = None, None
 
