@@ -98,8 +98,25 @@ def hook_overhead(record: dict) -> list[str]:
             "forward pass whatever the length."]
 
 
+def fp16_vs_fp32(record: dict) -> list[str]:
+    f = record["figures"]
+    rows = [f"  | {name} | {f[name]['logits_relative_error']:.1e} | {f[name]['max_abs_logit_diff']:.3f} | "
+            f"{100 * f[name]['top1_agreement']:.0f}% | {f[name]['residual_relative_error_max']:.1e} |"
+            for name in ("fp16", "bf16")]
+    return [f"- `{record['script']}`: the full v0.2 shape streamed layer by layer in fp16 and bf16 against fp32 "
+            f"({f['prompt_tokens']}-token prompt), {provenance(record)}. The largest residual value in fp32 is "
+            f"{f['residual_abs_max_fp32']['largest']:.1f} (layer {f['residual_abs_max_fp32']['layer']}; fp16 "
+            f"overflows at {f['residual_abs_max_fp32']['fp16_max']:,.0f}); bf16's error is "
+            f"{f['bf16_over_fp16_error']:.1f}x fp16's.",
+            "",
+            "  | computes in | logits, relative error | largest logit difference | top-1 agreement "
+            "| residual stream, worst block |",
+            "  | --- | ---: | ---: | ---: | ---: |",
+            *rows]
+
+
 RENDERERS = {"cuda_speed": cuda_speed, "cuda_memory": cuda_memory, "cpu_speed": cpu_speed,
-             "hook_overhead": hook_overhead}
+             "hook_overhead": hook_overhead, "fp16_vs_fp32": fp16_vs_fp32}
 WITHOUT_RESULTS = ["- `benchmarks/full_size_memory.py` (`make memory-bench`): peak RSS of loading, layer streaming "
                    "and int8 on a 14.5 GB checkpoint; it prints its table and saves no results file."]
 

@@ -212,6 +212,17 @@ def test_wavelength(capsys):
     rejects(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (i / d), "exponent")
 
 
+# ------------------------------------------------------------------ feed-forward (05)
+
+def test_swiglu(capsys):
+    right = lambda x, w1, w2, w3: (F.silu(x @ w1.T) * (x @ w3.T)) @ w2.T
+    accepts(capsys, ex.check_swiglu, right)
+    accepts(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2))
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: right(x, w3, w2, w1), "w1 and w3 are swapped")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (torch.relu(x @ w1.T) * (x @ w3.T)) @ w2.T, "ReLU")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.silu(x @ w1.T) @ w2.T, "no gating")
+
+
 # ------------------------------------------------------------------ attention (04, 06, 10)
 
 def causal(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf):
