@@ -115,8 +115,54 @@ def fp16_vs_fp32(record: dict) -> list[str]:
             *rows]
 
 
+def laptop_expectations(figures: dict, ram_gb: tuple[int, ...] = (8, 16, 32)) -> list[str]:
+    """For each RAM size, the fastest measured strategy whose highest peak RSS fits, and what it leaves free."""
+    rows = sorted(figures["rows"], key=lambda r: -min(r["decode_tok_s"]))
+    lines = []
+    for ram in ram_gb:
+        fitting = [r for r in rows if max(r["generate_peak_rss_gb"] + r["load_peak_rss_gb"]) <= ram]
+        if not fitting:
+            lines.append(f"{ram} GB of RAM: none of the measured strategies fits")
+            continue
+        best = fitting[0]
+        peak = max(best["generate_peak_rss_gb"] + best["load_peak_rss_gb"])
+        lines.append(f"{ram} GB of RAM: {best['strategy']}, {min(best['decode_tok_s']):.2f}-"
+                     f"{max(best['decode_tok_s']):.2f} tokens/s, peak {peak:.1f} GB, leaving "
+                     f"{ram - peak:.1f} GB for everything else")
+    return lines
+
+
+def cpu_laptop(record: dict) -> list[str]:
+    f = record["figures"]
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = fmt.format(min(values)), fmt.format(max(values))
+        return low if low == high else f"{low}-{high}"
+
+    lines = [f"- `{record['script']} --shape {f['shape']}`: `generate` on the CPU, {f['new_tokens']} new tokens after a "
+             f"{f['prompt_tokens']}-token prompt, a synthetic {f['weights_gb']:.2f} GB bf16 checkpoint of the "
+             f"{f['shape']} shape, each run a fresh process, {provenance(record)}.",
+             "",
+             "  | strategy | runs | load s | peak RSS, load | peak RSS, generate | first token s | decode tok/s |",
+             "  | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"  | {r['strategy']} | {r['runs']} | {span(r['load_s'], '{:.1f}')} | "
+              f"{span(r['load_peak_rss_gb'], '{:.2f}')} GB | {span(r['generate_peak_rss_gb'], '{:.2f}')} GB | "
+              f"{span(r['first_token_s'], '{:.1f}')} | {span(r['decode_tok_s'], '{:.3f}')} |" for r in f["rows"]]
+    before, now = f["logit_error_vs_bf16"]["int8 before"], f["logit_error_vs_bf16"]["int8 now"]
+    matvec = ", ".join(f"{name} {ms:.1f} ms" for name, ms in f["matvec_ms"].items())
+    lines += ["", f"  int8 decodes {f['int8_decode_speedup']:.2f}x as fast as bf16 (median int8 run). One token "
+                  f"through a 4096 -> 14336 matrix: {matvec}. Logits against bf16 over {f['logit_positions']} "
+                  f"positions, one decode step at a time: int8 max |diff| {now['max_abs_logit_diff']:.3f}, mean "
+                  f"{now['mean_abs_logit_diff']:.4f} (the int8 layer before it used the int8 kernel: "
+                  f"{before['max_abs_logit_diff']:.3f}, {before['mean_abs_logit_diff']:.4f}). What a laptop's RAM "
+                  "allows (highest peak of any run):", ""]
+    lines += [f"  - {line}" for line in laptop_expectations(f)]
+    return lines
+
+
 RENDERERS = {"cuda_speed": cuda_speed, "cuda_memory": cuda_memory, "cpu_speed": cpu_speed,
-             "hook_overhead": hook_overhead, "fp16_vs_fp32": fp16_vs_fp32}
+             "hook_overhead": hook_overhead, "fp16_vs_fp32": fp16_vs_fp32,
+             "cpu_laptop_7b": cpu_laptop, "cpu_laptop_mid": cpu_laptop}
 WITHOUT_RESULTS = ["- `benchmarks/full_size_memory.py` (`make memory-bench`): peak RSS of loading, layer streaming "
                    "and int8 on a 14.5 GB checkpoint; it prints its table and saves no results file."]
 
