@@ -2,6 +2,11 @@
 
     python benchmarks/cpu_laptop.py --dir /big/disk          # the 7B shape: a 14.5 GB checkpoint, ~16 GB of RAM
     python benchmarks/cpu_laptop.py --shape mid               # a 1.1 GB model of the same proportions, to try it
+    python benchmarks/cpu_laptop.py --threads 4               # torch threads (default 1, as cpu_speed.py)
+
+One thread by default: on a machine whose cores other work also uses, PyTorch's threads wait for each other
+and a decode step can take several times longer with two threads than with one; one thread measures the
+same thing in every run. On your own laptop, pass its number of cores.
 
 Writes a synthetic checkpoint in Mistral's layout (random bf16 values, the exact names and shapes;
 full_size_memory.py's writer), then measures each strategy in a new process, one after the other:
@@ -77,6 +82,7 @@ def stepwise_logits(model, tokens: list[int]) -> torch.Tensor:
 def child(strategy: str, folder: str, settings: str) -> None:
     """Load, generate, print one JSON line; with settings' logits paths, also save step-by-step logits."""
     s = json.loads(settings)
+    torch.set_num_threads(s["threads"])
     start = time.perf_counter()
     model = me.load_model(folder, device="cpu", dtype="bf16", strategy=strategy, verbose=False)
     load_s, load_peak = time.perf_counter() - start, peak_rss()
@@ -182,9 +188,11 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--int8-runs", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in every measurement")
     parser.add_argument("--wait", type=float, default=1800, help="seconds to wait for free RAM before each run")
     args = parser.parse_args()
     cfg = SHAPES[args.shape]
+    torch.set_num_threads(args.threads)
     weights = weight_bytes(cfg, "bf16")
     parent = Path(args.dir or tempfile.gettempdir())
     if shutil.disk_usage(parent).free < 1.05 * weights:
@@ -205,7 +213,7 @@ def main() -> None:
         write_checkpoint(cfg, folder)
         print(f"wrote the {args.shape} shape ({weights / GB:.2f} GB, bf16) to {folder} in "
               f"{time.perf_counter() - start:.0f} s", flush=True)
-        settings = {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens}
+        settings = {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads}
         logits = {name: root / f"{name}.pt" for name in ("bf16", "int8", "int8_before")}
         with progress(args.int8_runs + 2, "measured runs (each a fresh process)", unit="run") as bar:
             bf16 = run_child("full", folder, settings | {"logits": str(logits["bf16"])}, args.wait, cfg, bar)
@@ -234,7 +242,7 @@ def main() -> None:
 
     rows = [row("full (bf16)", [bf16]), row("int8", int8_runs), row("stream (bf16)", [stream])]
     print(f"\n{args.shape} shape, {weights / GB:.2f} GB of bf16 weights; generate: {args.new_tokens} new tokens "
-          f"after a {args.prompt_tokens}-token prompt; torch {torch.__version__}, {os.cpu_count()} CPUs")
+          f"after a {args.prompt_tokens}-token prompt; torch {torch.__version__}, {args.threads} of {os.cpu_count()} CPUs")
     print(f"{'strategy':<14} {'runs':>4} {'load s':>12} {'peak RSS load':>16} {'peak RSS generate':>18} "
           f"{'first token s':>14} {'decode tok/s':>14}")
     for r in rows:
@@ -252,7 +260,7 @@ def main() -> None:
                "weights_gb": weights / GB, "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens,
                "rows": rows, "int8_decode_speedup": speedup, "matvec_ms": matvec,
                "logit_error_vs_bf16": errors, "logit_positions": len(sequence), "embedded_default": default}
-    print("saved", save(f"cpu_laptop_{args.shape}", "benchmarks/cpu_laptop.py", processor(torch.get_num_threads()),
+    print("saved", save(f"cpu_laptop_{args.shape}", "benchmarks/cpu_laptop.py", processor(args.threads),
                         figures))
 
 

@@ -154,9 +154,10 @@ def cpu_laptop(record: dict) -> list[str]:
                   f"through a 4096 -> 14336 matrix: {matvec}. Logits against bf16 over {f['logit_positions']} "
                   f"positions, one decode step at a time: int8 max |diff| {now['max_abs_logit_diff']:.3f}, mean "
                   f"{now['mean_abs_logit_diff']:.4f} (the int8 layer before it used the int8 kernel: "
-                  f"{before['max_abs_logit_diff']:.3f}, {before['mean_abs_logit_diff']:.4f}). What a laptop's RAM "
-                  "allows (highest peak of any run):", ""]
-    lines += [f"  - {line}" for line in laptop_expectations(f)]
+                  f"{before['max_abs_logit_diff']:.3f}, {before['mean_abs_logit_diff']:.4f})."]
+    if f["shape"] == "7b":
+        lines[-1] += " What a laptop's RAM allows (the highest peak of any run):"
+        lines += [""] + [f"  - {line}" for line in laptop_expectations(f)]
     return lines
 
 
