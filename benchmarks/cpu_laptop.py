@@ -16,11 +16,12 @@ and the peak RSS while generating (VmHWM, reset after loading through /proc/self
 runs --int8-runs times, each in a fresh process, because its peak once varied between runs.
 
 In the same run, side by side: the 4096 -> 14336 matrix-vector product (bf16 F.linear, the int8
-layer as it was before it used PyTorch's int8 kernel, and int8_linear now), and the logit error
-of int8 against bf16 over the same tokens, one decode step at a time (the int8 kernel's case), for
-int8 now and for the int8 layer as it was. On the embedded default: whether int8's greedy tokens
-are the ones the earlier int8 layer chose. Saved as benchmarks/results/cpu_laptop_<shape>.json;
-the README and notebook 07 read it. Deletes the checkpoint at the end.
+layer as it was before it used PyTorch's int8 kernel, and int8_linear now), and the logit error of
+int8 against bf16 over the same tokens (the prompt and what bf16 generated): one decode step at a
+time (int8 now: the int8 kernel's case), and in one forward pass over them (int8 now, converting
+block by block, and the int8 layer as it was; one pass, because the earlier layer took seconds a step).
+On the embedded default: whether int8's greedy tokens are the ones the earlier int8 layer chose.
+Saved as benchmarks/results/cpu_laptop_<shape>.json; the README and notebook 07 read it. Deletes the checkpoint at the end.
 """
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ def reset_peak_rss() -> None:
 
 # ----------------------------------------------------------------------------- one measurement (child)
 
+def one_pass_logits(model, tokens: list[int]) -> torch.Tensor:
+    """Logits of every position in one forward pass."""
+    with torch.no_grad():
+        return model(torch.tensor([tokens]))[0]                                               # (seq, vocab)
+
+
 def stepwise_logits(model, tokens: list[int]) -> torch.Tensor:
     """Logits of every position, one token at a time through a KV cache: what decoding multiplies."""
     cache = KVCache.for_model(model, batch=1, max_seq_len=len(tokens))
@@ -98,11 +105,12 @@ def child(strategy: str, folder: str, settings: str) -> None:
               "tokens": tokens}
     if s.get("logits"):
         sequence = s.get("sequence") or prompt + tokens[:-1]   # the reference run's own tokens, else those given
-        torch.save(stepwise_logits(model, sequence), s["logits"])
+        torch.save({"stepwise": stepwise_logits(model, sequence), "one pass": one_pass_logits(model, sequence)},
+                   s["logits"])
         result["sequence"] = sequence
         if s.get("old_logits"):
             Int8Linear.forward = old_int8_forward
-            torch.save(stepwise_logits(model, sequence), s["old_logits"])
+            torch.save({"one pass": one_pass_logits(model, sequence)}, s["old_logits"])
     print(json.dumps(result))
 
 
@@ -224,9 +232,10 @@ def main() -> None:
                          "old_logits": str(logits["int8_before"])} if run == 0 else {}
                 int8_runs.append(run_child("int8", folder, settings | extra, args.wait, cfg, bar))
             stream = run_child("stream", folder, settings, args.wait, cfg, bar)
-        reference = torch.load(logits["bf16"])
-        errors = {"int8 now": logit_error(reference, torch.load(logits["int8"])),
-                  "int8 before": logit_error(reference, torch.load(logits["int8_before"]))}
+        reference, now, before = (torch.load(logits[name]) for name in ("bf16", "int8", "int8_before"))
+        errors = {"int8 now, decode steps": logit_error(reference["stepwise"], now["stepwise"]),
+                  "int8 now, one pass": logit_error(reference["one pass"], now["one pass"]),
+                  "int8 before, one pass": logit_error(reference["one pass"], before["one pass"])}
     finally:
         shutil.rmtree(root, ignore_errors=True)
         print(f"removed {root}", flush=True)
