@@ -197,6 +197,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=8)
     parser.add_argument("--int8-runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in every measurement")
+    parser.add_argument("--checkpoint", type=Path, help="a synthetic checkpoint of the shape written earlier "
+                        "(Mistral layout): used instead of writing one, and left in place")
     parser.add_argument("--wait", type=float, default=1800, help="seconds to wait for free RAM before each run")
     args = parser.parse_args()
     cfg = SHAPES[args.shape]
@@ -217,10 +219,13 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mistral_edu_cpu_laptop_", dir=parent))
     try:
         start = time.perf_counter()
-        folder = root / "mistral"
-        write_checkpoint(cfg, folder)
-        print(f"wrote the {args.shape} shape ({weights / GB:.2f} GB, bf16) to {folder} in "
-              f"{time.perf_counter() - start:.0f} s", flush=True)
+        folder = args.checkpoint or root / "mistral"
+        if args.checkpoint is None:
+            write_checkpoint(cfg, folder)
+            print(f"wrote the {args.shape} shape ({weights / GB:.2f} GB, bf16) to {folder} in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+        elif me.ModelConfig.from_params_json(folder / "params.json") != cfg:
+            sys.exit(f"{folder} holds another shape than {args.shape}")
         settings = {"prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "threads": args.threads}
         logits = {name: root / f"{name}.pt" for name in ("bf16", "int8", "int8_before")}
         with progress(args.int8_runs + 2, "measured runs (each a fresh process)", unit="run") as bar:
