@@ -122,3 +122,15 @@ def test_int8_linear_keeps_leading_dimensions():
     _, layer = quantized(64, 32)
     x = torch.randn(2, 3, 32, dtype=torch.bfloat16)
     assert int8_linear(x, layer.weight_int8, layer.scale).shape == (2, 3, 64)
+
+
+def test_int8_loading_fills_storage_allocated_up_front_in_the_fused_layout(tmp_path):
+    """load_model allocates every int8 matrix before reading (int8.empty_int8_group: the C heap stays
+    compact), already laid out as fuse_projections would; the numbers are quantize_model's."""
+    folder = me.save_consolidated(me.load_model(device="cpu", verbose=False), tmp_path, dtype=torch.float32)
+    loaded = me.load_model(folder, device="cpu", strategy="int8", verbose=False)
+    assert all(is_fused(group) for block in loaded.layers for group in projection_groups(block))
+    in_place = quantize_model(me.load_model(folder, device="cpu", verbose=False), verbose=False)
+    ids = torch.tensor([[1, 5, 9, 300, 42]])
+    assert torch.equal(loaded(ids), in_place(ids))
+    assert loaded.state_dict().keys() == in_place.state_dict().keys()
