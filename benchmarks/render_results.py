@@ -115,6 +115,12 @@ def fp16_vs_fp32(record: dict) -> list[str]:
             *rows]
 
 
+def span(values: list[float], fmt: str) -> str:
+    """The lowest and highest of several runs' values ("1.2-1.5"), or the one value."""
+    low, high = fmt.format(min(values)), fmt.format(max(values))
+    return low if low == high else f"{low}-{high}"
+
+
 def laptop_expectations(figures: dict, ram_gb: tuple[int, ...] = (8, 16, 32)) -> list[str]:
     """For each RAM size, the fastest measured strategy whose highest peak RSS fits, and what it leaves free."""
     rows = sorted(figures["rows"], key=lambda r: -min(r["decode_tok_s"]))
@@ -126,19 +132,13 @@ def laptop_expectations(figures: dict, ram_gb: tuple[int, ...] = (8, 16, 32)) ->
             continue
         best = fitting[0]
         peak = max(best["generate_peak_rss_gb"] + best["load_peak_rss_gb"])
-        lines.append(f"{ram} GB of RAM: {best['strategy']}, {min(best['decode_tok_s']):.2f}-"
-                     f"{max(best['decode_tok_s']):.2f} tokens/s, peak {peak:.1f} GB, leaving "
-                     f"{ram - peak:.1f} GB for everything else")
+        lines.append(f"{ram} GB of RAM: {best['strategy']}, {span(best['decode_tok_s'], '{:.2f}')} tokens/s, "
+                     f"peak {peak:.1f} GB, leaving {ram - peak:.1f} GB for everything else")
     return lines
 
 
 def cpu_laptop(record: dict) -> list[str]:
     f = record["figures"]
-
-    def span(values: list[float], fmt: str) -> str:
-        low, high = fmt.format(min(values)), fmt.format(max(values))
-        return low if low == high else f"{low}-{high}"
-
     lines = [f"- `{record['script']} --shape {f['shape']}`: `generate` on the CPU, {f['new_tokens']} new tokens after a "
              f"{f['prompt_tokens']}-token prompt, a synthetic {f['weights_gb']:.2f} GB bf16 checkpoint of the "
              f"{f['shape']} shape, each run a fresh process, {provenance(record)}.",

@@ -108,7 +108,7 @@ def empty_int8_group(linears: list[nn.Module], device) -> list[Int8Linear]:
     one heap that only shrinks from its top. Allocated one by one between the transient tensors of
     reading and quantising, the persistent int8 matrices and scales land in the holes those leave,
     split them, and the heap grows by the pieces: on the 7B shape it held 6.4 GB for 1.3 GB of such
-    tensors, a 12.9 GB peak instead of 7.9 (measured by benchmarks/cpu_laptop.py), and how much
+    tensors, a 12.9 GB peak instead of 7.8 (a first run of benchmarks/cpu_laptop.py, before this), and how much
     varied from run to run with the allocator's state. Allocated first, they sit below every
     transient, whose memory is then returned as the heap's top shrinks.
     """
