@@ -285,7 +285,8 @@ def test_will_it_fit_answers_as_its_controls_change(tmp_path):
             own = root.locator(".me-machines tr").last
             assert "your device" in own.inner_text() and own.get_attribute("data-fits") == "0"
             root.locator(".me-preset", has_text="32k").click()
-            assert root.get_attribute("data-context") == "32768" and root.locator(".me-context").input_value() == "32768"
+            assert root.get_attribute("data-context") == "32768"
+            assert root.locator(".me-context").input_value() == "32768"
             root.locator(".me-context").fill("40000")
             assert "context must be an integer in 1..32768" in root.locator(".me-error").inner_text()
             assert root.get_attribute("data-context") == "32768" and root.get_attribute("data-problem") == "1"

@@ -52,7 +52,8 @@ def calculator_data(cfg: ModelConfig, machines: list[memory.Machine], attention:
         "model": f"{cfg.dim}-dim x {cfg.n_layers}-layer model, {memory.parameter_count(cfg):,} parameters",
         "max_context": cfg.max_seq_len, "sliding_window": cfg.sliding_window,
         "attention": attention, "terms": TERMS,
-        "cfg_code": "me.ModelConfig.mistral_7b_instruct_v02()" if cfg == ModelConfig.mistral_7b_instruct_v02() else "cfg",
+        "cfg_code": ("me.ModelConfig.mistral_7b_instruct_v02()" if cfg == ModelConfig.mistral_7b_instruct_v02()
+                     else "cfg"),
         "formats": [{"name": f.name, "description": f.description, "compute": f.compute,
                      "weights": list(memory.weight_bytes_by_component(cfg, f.name).items())} for f in formats],
         "kv_per_token": {d: [memory.kv_bytes_per_token(cfg, d), memory.kv_bytes_per_token(cfg, d, gqa=False)]

@@ -153,7 +153,8 @@ function buildWillItFit(live, data, root) {
       key.style.borderLeft = "12px solid " + data.colours[part];
       legend.append(key);
     }
-    machines.replaceChildren(...e.verdicts.map((v, i) => machineRow(v.name, v.available, v.fits, data.machines[i].source)));
+    machines.replaceChildren(...e.verdicts.map((v, i) =>
+      machineRow(v.name, v.available, v.fits, data.machines[i].source)));
     if (own.value !== "" && Number(own.value) >= 0) {
       const available = Math.round(Number(own.value) * GB);
       machines.append(machineRow("your device", available, e.total <= available, "the number you typed"));
@@ -161,12 +162,14 @@ function buildWillItFit(live, data, root) {
     code.textContent = "the same answer in Python: print(memory.estimate(" + data.cfg_code + ", weights=\"" + name +
       "\", context=" + ctx + ", batch=" + b + "))";
     caveat.textContent = name.startsWith("gguf-")
-      ? "GGUF: the weights are llama.cpp's file, tensor by tensor; the activations are this package's PyTorch model's, not llama.cpp's buffers."
+      ? "GGUF: the weights are llama.cpp's file, tensor by tensor; the activations are this package's " +
+        "PyTorch model's, not llama.cpp's buffers."
       : "";
     rows.replaceChildren(...e.rows.map(([label, bytes]) => {
       const tr = el("tr");
-      tr.append(el("td", label.startsWith("  ") ? "me-indent" : "", label.trim()), el("td", "", (bytes / GB).toFixed(3) + " GB"),
-                el("td", "", (bytes / GIB).toFixed(3) + " GiB"), el("td", "", thousands(bytes) + " B"));
+      tr.append(el("td", label.startsWith("  ") ? "me-indent" : "", label.trim()),
+                el("td", "", (bytes / GB).toFixed(3) + " GB"), el("td", "", (bytes / GIB).toFixed(3) + " GiB"),
+                el("td", "", thousands(bytes) + " B"));
       return tr;
     }));
     Object.assign(root.dataset, { format: name, context: ctx, batch: b, total: e.total_with_overhead });
