@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from ...config import ModelConfig
 from ... import memory
+from ...config import ModelConfig
 from ..figure import finish, new_figure, tidy
 from .page import View
 
 TERMS = [f.name for f in fields(memory.ActivationTerm)]   # the order of each term's coefficients in the data
 PARTS = ("weights", "KV cache", "activations", "overhead")
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#bab0ac")   # one per part, in the chart and the live bar
+ATTENTION, LOGITS = "sdpa", "last"   # memory.estimate's defaults: generation's prefill, as load_model runs it
 
 
 def fits(estimate: memory.Estimate, machine: memory.Machine) -> bool:
@@ -38,20 +39,19 @@ def _terms(parts: dict[str, memory.ActivationTerm]) -> list:
     return [[name, [getattr(term, t) for t in TERMS]] for name, term in parts.items()]
 
 
-def calculator_data(cfg: ModelConfig, machines: list[memory.Machine], attention: str = "sdpa",
-                    logits: str = "last") -> dict:
+def calculator_data(cfg: ModelConfig, machines: list[memory.Machine]) -> dict:
     """The numbers the view's script evaluates: per format its weight bytes by component; per compute dtype
     the KV bytes per token (with and without GQA) and the activation terms; the overhead; the machines."""
     formats = list(memory.WEIGHT_FORMATS.values())
     dtypes = sorted({f.compute for f in formats})
     activations = {}
     for dtype in dtypes:
-        resident, stages = memory.activation_terms(cfg, dtype, attention, logits)
+        resident, stages = memory.activation_terms(cfg, dtype, ATTENTION, LOGITS)
         activations[dtype] = {"resident": _terms(resident), "stages": [[s, _terms(p)] for s, p in stages.items()]}
     return {
         "model": f"{cfg.dim}-dim x {cfg.n_layers}-layer model, {memory.parameter_count(cfg):,} parameters",
         "max_context": cfg.max_seq_len, "sliding_window": cfg.sliding_window,
-        "attention": attention, "terms": TERMS,
+        "attention": ATTENTION, "terms": TERMS,
         "cfg_code": ("me.ModelConfig.mistral_7b_instruct_v02()" if cfg == ModelConfig.mistral_7b_instruct_v02()
                      else "cfg"),
         "formats": [{"name": f.name, "description": f.description, "compute": f.compute,
