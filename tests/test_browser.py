@@ -7,7 +7,9 @@ Headless Chromium (Debian's package, driven by Playwright; no browser download) 
 - JupyterLab 4 after Run All on the same notebook: the views start and respond;
 - the executed notebook opened in JupyterLab without running it (untrusted: a fresh HOME has never
   signed it): scripts do not run, so each view's PNG and its one-line note must show;
-- a standalone page with a 256-token explorer, to time its redraw.
+- a standalone page with a 256-token explorer, to time its redraw;
+- standalone will-it-fit pages: the calculator's JavaScript against memory.estimate over a grid of formats,
+  contexts and batches (to the byte, row for row), then driven through its controls.
 Token text with <script>, </div> and quotes must show as text and never run (no dialog may open).
 JupyterLab gets a free localhost port, no token, a throwaway HOME, and is always killed, kernel included.
 A screenshot of each view, taken from the export, goes to docs/ for the README.
@@ -30,7 +32,7 @@ import pytest
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
 DOCS = HERE.parent / "docs"
-KINDS = ["attention-explorer", "head-overview", "logit-lens"]
+KINDS = ["attention-explorer", "head-overview", "logit-lens", "will-it-fit"]
 HOSTILE = '<script>alert(1)</script> </div> "quoted" \'single\''
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
@@ -50,6 +52,7 @@ CELLS = [
     "viz.views.head_overview(cache, labels, scores, n_rep=model.cfg.n_rep)",
     "lens = analysis.logit_lens(model, torch.tensor([ids[:12]]))\n"
     "viz.views.logit_lens_table(lens, labels[:12], tok)",
+    "viz.views.will_it_fit(weights='int8', context=8192)",
 ]
 
 
@@ -152,6 +155,10 @@ def test_every_view_works_in_the_html_export_with_the_network_off(notebooks):
             lens.locator('.me-cell[data-row="2"][data-pos="5"]').hover()
             assert lens.get_attribute("data-cell") == "2,5" and lens.locator(".me-detail").inner_text() != detail
             assert lens.locator(".me-detail").inner_text().count(" · ") == 4          # the full top 5
+            fit = view(b.page, "will-it-fit")
+            total = fit.get_attribute("data-total")
+            fit.locator(".me-format").select_option("gguf-q4_k_m")
+            assert fit.get_attribute("data-format") == "gguf-q4_k_m" and fit.get_attribute("data-total") != total
             template = [u for u in b.blocked if "require" in u or "mathjax" in u.lower()]
             print("\nrequests the export's template made (blocked):", *sorted(set(template)), sep="\n  ")
             assert sorted(set(b.blocked)) == sorted(set(template)), "a view asked the network for something"
@@ -191,6 +198,112 @@ def test_a_256_token_explorer_redraws_in_under_100_ms(tmp_path):
             times.sort()
             print(f"\n256 tokens: redraw median {times[10]:.1f} ms, worst {times[-1]:.1f} ms (headless Chromium)")
             assert times[-1] < 100 and b.errors == [] and b.blocked == []
+        finally:
+            b.close()
+
+
+FIT_CONTEXTS = [1, 2, 3, 17, 1000, 1024, 2047, 4095, 4096, 4097, 8191, 16384, 32767, 32768]
+FIT_BATCHES = [1, 2, 3, 8, 64]
+
+
+@pytest.mark.parametrize("preset", ["mistral_7b_instruct_v02", "mistral_7b_v01"])   # v0.1: a 4096-token window
+def test_will_it_fit_computes_what_memory_estimate_does_to_the_byte(tmp_path, preset):
+    """Every format x 14 contexts x 5 batches: the JavaScript's table (labels and bytes), its stage and each
+    machine's verdict equal memory.estimate's and fits()'s; bad input gets Python's own message."""
+    from playwright.sync_api import sync_playwright
+    import mistral_edu as me
+    from mistral_edu import memory
+    from mistral_edu.viz import views
+    from mistral_edu.viz.views.calculator import fits
+
+    cfg = getattr(me.ModelConfig, preset)()
+    machines = list(memory.MACHINES.values())
+    views.will_it_fit(cfg).save(tmp_path / "fit.html")
+    formats = list(memory.WEIGHT_FORMATS)
+    with sync_playwright() as p:
+        b = Browser(p, "file://")
+        try:
+            b.page.goto((tmp_path / "fit.html").as_uri())
+            b.page.wait_for_function("document.querySelector('[data-mistral-edu-view]').dataset.ready === '1'")
+            answers = b.page.evaluate("""([formats, contexts, batches]) => {
+                const view = document.querySelector('[data-mistral-edu-view]').meView, out = [];
+                for (const f of formats) for (const c of contexts) for (const n of batches) {
+                    const e = view.estimate(f, c, n);
+                    out.push([e.rows, e.stage, e.verdicts.map((v) => v.fits)]);
+                }
+                return out;
+            }""", [formats, FIT_CONTEXTS, FIT_BATCHES])
+            refusals = b.page.evaluate("""(cases) => cases.map(([f, c, n]) => {
+                try { document.querySelector('[data-mistral-edu-view]').meView.estimate(f, c, n); return null; }
+                catch (err) { return err.message; }
+            })""", [["bf16", 0, 1], ["bf16", cfg.max_seq_len + 1, 1], ["bf16", 1.5, 1], ["bf16", 8, 0]])
+            assert b.errors == [] and b.blocked == []
+        finally:
+            b.close()
+    grid = [(f, c, n) for f in formats for c in FIT_CONTEXTS for n in FIT_BATCHES]
+    assert len(answers) == len(grid)
+    for (f, c, n), (rows, stage, verdicts) in zip(grid, answers):
+        e = memory.estimate(cfg, weights=f, context=c, batch=n)
+        assert [tuple(r) for r in rows] == e.rows(), (f, c, n)
+        assert stage == e.activation_stage and verdicts == [fits(e, m) for m in machines]
+    print(f"\n{preset}: {len(grid)} cases ({len(formats)} formats x {len(FIT_CONTEXTS)} contexts x "
+          f"{len(FIT_BATCHES)} batches) agree with memory.estimate to the byte")
+    for message, (f, c, n) in zip(refusals, [("bf16", 0, 1), ("bf16", cfg.max_seq_len + 1, 1), ("bf16", 1.5, 1),
+                                             ("bf16", 8, 0)]):
+        with pytest.raises(ValueError) as python:
+            memory.estimate(cfg, weights=f, context=c, batch=n)
+        assert message is not None and message.split(", got")[0] == str(python.value).split(", got")[0]
+
+
+def test_will_it_fit_answers_as_its_controls_change(tmp_path):
+    """Format, context, batch and the reader's own device drive the answer; bad input says what is wrong
+    and keeps the last answer; the Python call beside it follows; redraws are timed."""
+    from playwright.sync_api import sync_playwright
+    from mistral_edu import memory
+    from mistral_edu.viz import views
+    from mistral_edu.viz.views.calculator import fits
+
+    views.will_it_fit(context=4096).save(tmp_path / "fit.html")
+    with sync_playwright() as p:
+        b = Browser(p, "file://")
+        try:
+            b.page.goto((tmp_path / "fit.html").as_uri())
+            b.page.wait_for_function("document.querySelector('[data-mistral-edu-view]').dataset.ready === '1'")
+            root = b.page.locator("[data-mistral-edu-view]")
+            root.locator(".me-format").select_option("gguf-q4_k_m")
+            root.locator(".me-context").fill("8192")
+            root.locator(".me-batch").fill("2")
+            e = memory.estimate(weights="gguf-q4_k_m", context=8192, batch=2)
+            assert root.get_attribute("data-total") == str(e.total_with_overhead)
+            assert f"{e.total_with_overhead:,} B" in root.locator(".me-rows").inner_text()
+            assert ('memory.estimate(me.ModelConfig.mistral_7b_instruct_v02(), weights="gguf-q4_k_m", '
+                    'context=8192, batch=2)') in root.locator(".me-code").inner_text()
+            assert "llama.cpp" in root.locator(".me-caveat").inner_text()
+            shown = root.locator(".me-machines tr").evaluate_all("rows => rows.map(r => r.dataset.fits)")
+            assert shown == ["1" if fits(e, m) else "0" for m in memory.MACHINES.values()]
+            root.locator(".me-own").fill("4.5")
+            own = root.locator(".me-machines tr").last
+            assert "your device" in own.inner_text() and own.get_attribute("data-fits") == "0"
+            root.locator(".me-preset", has_text="32k").click()
+            assert root.get_attribute("data-context") == "32768"
+            assert root.locator(".me-context").input_value() == "32768"
+            root.locator(".me-context").fill("40000")
+            assert "context must be an integer in 1..32768" in root.locator(".me-error").inner_text()
+            assert root.get_attribute("data-context") == "32768" and root.get_attribute("data-problem") == "1"
+            times = b.page.evaluate("""() => {
+                const root = document.querySelector('[data-mistral-edu-view]'), out = [];
+                const formats = ['bf16', 'int8', 'nf4', 'gguf-q2_k', 'gguf-q8_0'];
+                for (let i = 0; i < 20; i++) {
+                    const t = performance.now();
+                    root.meView.set(formats[i % 5], 1024 * (1 + i), 1 + (i % 4));
+                    void root.offsetHeight;
+                    out.push(performance.now() - t);
+                }
+                return out;
+            }""")
+            times.sort()
+            print(f"\nwill-it-fit: redraw median {times[10]:.1f} ms, worst {times[-1]:.1f} ms (headless Chromium)")
+            assert b.errors == [] and b.blocked == [] and b.dialogs == []
         finally:
             b.close()
 

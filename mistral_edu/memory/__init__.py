@@ -7,7 +7,7 @@ makes against free memory) and machines (that choice on named machines and on th
 """
 from __future__ import annotations
 
-from .activations import prefill_activation_bytes, prefill_activations
+from .activations import ActivationTerm, activation_terms, prefill_activation_bytes, prefill_activations
 from .checks import check_batch, check_context
 from .estimate import CUDA_CONTEXT_BYTES, Estimate, estimate, plot_estimates
 from .fit import (PLAN_CONTEXT, STRATEGIES, choose_strategy, compute_dtype, free_memory, strategy_bytes,
@@ -19,9 +19,9 @@ from .machines import MACHINES, Machine, Prediction, expectations, predict, this
 from .parameters import COMPONENTS, component_of, parameter_breakdown, parameter_count, tensor_shapes
 from .units import GB, GiB
 
-__all__ = ["CUDA_CONTEXT_BYTES", "COMPONENTS", "Estimate", "GB", "GGML_BLOCKS", "GGUF_FILE_TYPES", "GiB",
-           "MACHINES", "Machine", "PLAN_CONTEXT", "Prediction", "PUBLISHED_GGUF_GB", "STRATEGIES",
-           "WEIGHT_FORMATS", "WeightFormat", "check_batch", "check_context", "choose_strategy",
+__all__ = ["ActivationTerm", "CUDA_CONTEXT_BYTES", "COMPONENTS", "Estimate", "GB", "GGML_BLOCKS", "GGUF_FILE_TYPES",
+           "GiB", "MACHINES", "Machine", "PLAN_CONTEXT", "Prediction", "PUBLISHED_GGUF_GB", "STRATEGIES",
+           "WEIGHT_FORMATS", "WeightFormat", "activation_terms", "check_batch", "check_context", "choose_strategy",
            "compute_dtype", "component_of", "estimate", "expectations", "free_memory", "gguf_tensor_type",
            "gguf_type_counts", "kv_bytes_per_token", "kv_cache_bytes", "parameter_breakdown",
            "parameter_count", "plot_estimates", "predict", "prefill_activation_bytes", "prefill_activations",
