@@ -2,13 +2,13 @@
 
 Lesson 13 compares what a decode step costs with what it must cost: the bytes it reads divided by the
 memory bandwidth. These functions measure both sides on whatever device the model is on. Every number
-is a median of a few runs after a warm-up (the first run pays for allocation and kernel selection), and
-on a GPU the clock is read only after the device has finished (torch.cuda.synchronize): kernels run
-asynchronously, and a clock read after a launch measures the launch, not the work.
+is the fastest of a few runs after a warm-up (the first run pays for allocation and kernel selection):
+other programs on the machine only ever add time, so the fastest run is the closest to what the work
+itself costs. On a GPU the clock is read only after the device has finished (torch.cuda.synchronize):
+kernels run asynchronously, and a clock read after a launch measures the launch, not the work.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from typing import Callable
 
@@ -18,7 +18,7 @@ from ..model import KVCache
 from .fast_path import FastDecoder
 from .fusion import fuse_projections
 
-__all__ = ["copy_bandwidth", "fast_step_seconds", "matmul_flop_rate", "median_seconds", "model_bytes_read_per_step",
+__all__ = ["copy_bandwidth", "fast_step_seconds", "matmul_flop_rate", "best_seconds", "model_bytes_read_per_step",
            "plain_step_seconds"]
 
 
@@ -27,8 +27,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warmup: int = 1) -> float:
-    """Median wall-clock seconds of fn() over `repeats` runs, after `warmup` untimed ones."""
+def best_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warmup: int = 1) -> float:
+    """The fewest wall-clock seconds fn() took in `repeats` runs, after `warmup` untimed ones."""
     if repeats <= 0:
         raise ValueError(f"repeats must be positive, got {repeats}")
     device = torch.device(device or "cpu")
@@ -41,7 +41,7 @@ def median_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warm
         fn()
         _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float:
@@ -54,7 +54,7 @@ def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float
     n = megabytes * 2**20 // 4
     src = torch.ones(n, dtype=torch.float32, device=device)    # (n,)
     dst = torch.empty_like(src)                                 # (n,)
-    seconds = median_seconds(lambda: dst.copy_(src), repeats, device)
+    seconds = best_seconds(lambda: dst.copy_(src), repeats, device)
     return 2 * src.numel() * src.element_size() / seconds
 
 
@@ -63,7 +63,7 @@ def matmul_flop_rate(device=None, size: int = 1024, dtype=torch.float32, repeats
     device = torch.device(device or "cpu")
     a = torch.randn(size, size, device=device, dtype=dtype)    # (size, size)
     b = torch.randn(size, size, device=device, dtype=dtype)    # (size, size)
-    return 2 * size**3 / median_seconds(lambda: a @ b, repeats, device)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats, device)
 
 
 def model_bytes_read_per_step(model) -> int:
@@ -92,19 +92,19 @@ def _filled_cache(model, batch: int, context: int, extra: int) -> KVCache:
 
 @torch.no_grad()
 def plain_step_seconds(model, batch: int = 1, context: int = 16, repeats: int = 5) -> float:
-    """Median seconds of one decode step on the readable path (model.forward through a KVCache).
+    """Seconds of one decode step on the readable path (model.forward through a KVCache).
 
     `batch` sequences take one new token each, after `context` tokens already cached.
     """
     cache = _filled_cache(model, batch, context, repeats + 1)
     step = torch.full((batch, 1), 1, dtype=torch.long, device=model.device)   # (batch, 1)
-    return median_seconds(lambda: model(step, cache=cache, check_ids=False), repeats, model.device)
+    return best_seconds(lambda: model(step, cache=cache, check_ids=False), repeats, model.device)
 
 
 @torch.no_grad()
 def fast_step_seconds(model, context: int = 16, repeats: int = 5, use_graph: bool | None = None,
                       use_compile: bool | None = None) -> float:
-    """Median seconds of one FastDecoder.decode step (batch 1) after a `context`-token prompt.
+    """Seconds of one FastDecoder.decode step (batch 1) after a `context`-token prompt.
 
     The model's projections are fused first (fuse_projections, in place, no copy). use_graph and
     use_compile are FastDecoder's switches: None takes its defaults (both on CUDA, neither on a CPU).
@@ -113,4 +113,4 @@ def fast_step_seconds(model, context: int = 16, repeats: int = 5, use_graph: boo
     fuse_projections(model)
     decoder = FastDecoder(model, context + repeats + 2, use_graph=use_graph, use_compile=use_compile)
     decoder.prefill(torch.full((context,), 1, dtype=torch.long))
-    return median_seconds(lambda: decoder.decode(1), repeats, model.device)
+    return best_seconds(lambda: decoder.decode(1), repeats, model.device)

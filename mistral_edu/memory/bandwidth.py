@@ -11,13 +11,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ModelConfig
+from ..dtypes import dtype_name
 from .formats import weight_bytes_by_component
 from .kv_cache import kv_cache_bytes
 
 __all__ = ["attainable_flop_rate", "decode_bytes_per_step", "kv_crossover_context", "matmul_intensity"]
 
 
-def decode_bytes_per_step(cfg: ModelConfig, weights: str = "bf16", context: int = 0, batch: int = 1,
+def decode_bytes_per_step(cfg: ModelConfig, weights="bf16", context: int = 0, batch: int = 1,
                           cache_dtype="bf16") -> dict[str, int]:
     """Bytes one decode step reads: every weight once (the embedding table only one row per sequence),
     and the keys and values of the `context` tokens already cached, for each of `batch` sequences.
@@ -25,11 +26,14 @@ def decode_bytes_per_step(cfg: ModelConfig, weights: str = "bf16", context: int 
     The weights are read once whatever the batch (every sequence's vector meets the same matrix), the
     KV cache once per sequence (each has its own): that asymmetry is why batching pays until the cache
     dominates. Activations (a few vectors of dim or hidden_dim) are left out: kilobytes against gigabytes.
+    weights is a format name (memory.WEIGHT_FORMATS: "bf16", "int8", ...) or a torch dtype.
     """
     if batch <= 0:
         raise ValueError(f"batch must be positive, got {batch}")
     if context < 0:
         raise ValueError(f"context (tokens already in the cache) must be >= 0, got {context}")
+    if not isinstance(weights, str):                         # a torch dtype: the format of that name
+        weights = dtype_name(weights)
     by_component = weight_bytes_by_component(cfg, weights)
     table = by_component.pop("tok_embeddings")
     one_row = table // cfg.vocab_size                        # a lookup reads its rows, not the table
@@ -37,7 +41,7 @@ def decode_bytes_per_step(cfg: ModelConfig, weights: str = "bf16", context: int 
     return {"weights": sum(by_component.values()) + batch * one_row, "KV cache": kv}
 
 
-def kv_crossover_context(cfg: ModelConfig, weights: str = "bf16", batch: int = 1, cache_dtype="bf16") -> float:
+def kv_crossover_context(cfg: ModelConfig, weights="bf16", batch: int = 1, cache_dtype="bf16") -> float:
     """The context at which a decode step reads as many bytes of KV cache as of weights (no sliding window)."""
     weight_read = decode_bytes_per_step(cfg, weights, 0, batch)["weights"]
     return weight_read / (kv_cache_bytes(cfg, 1, batch, cache_dtype))
