@@ -11,6 +11,7 @@ import mistral_edu as me
 from mistral_edu import exercises, generation, memory
 from mistral_edu.exercises import EXERCISES
 from mistral_edu.generation import speed
+from mistral_edu.default import heldout_sample
 from mistral_edu.model import random_init_
 
 REAL = me.ModelConfig.mistral_7b_instruct_v02()
@@ -140,3 +141,13 @@ def test_the_revealed_crossover_passes(capsys):
     assert capsys.readouterr().out.startswith("correct")
     assert not exercises.check_crossover_context(None)
     assert EXERCISES["crossover_context"].task in capsys.readouterr().out
+
+
+def test_an_int8_model_reads_fewer_bytes_and_keeps_its_top_1(default):
+    """What the lesson's int8 section prints, on the default: fewer bytes a step, nearly the same predictions."""
+    int8 = me.load_model(strategy="int8", verbose=False)
+    assert generation.model_bytes_read_per_step(int8) < generation.model_bytes_read_per_step(default)
+    text = torch.tensor([me.load_tokenizer().encode(heldout_sample()[0], bos=True)[:128]])   # (1, seq)
+    with torch.no_grad():
+        agree = (default(text).argmax(-1) == int8(text).argmax(-1)).float().mean()
+    assert agree > 0.9
