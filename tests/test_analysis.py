@@ -274,3 +274,15 @@ def test_the_default_copies_in_context_and_answers_the_lens_prompt(default_model
 def test_the_guard_knows_the_default_without_being_told(default_model):
     with pytest.raises(AssertionError, match="the embedded default should show"):
         analysis.shows_behaviour(default_model, "copying", clean=0.0)
+
+
+def test_position_and_entropy_baselines_are_the_scores_of_even_causal_attention():
+    seq = 37
+    even = torch.tril(torch.ones(seq, seq))
+    even = (even / even.sum(-1, keepdim=True))[None, None]                       # (1, 1, q, k) even over visible keys
+    assert analysis.uniform_position_baseline(seq) == pytest.approx(float(analysis.first_token_score(even)), rel=1e-6)
+    assert analysis.uniform_position_baseline(seq) == pytest.approx(float(analysis.previous_token_score(even)), rel=1e-6)
+    assert analysis.uniform_entropy(seq) == pytest.approx(float(analysis.head_entropy(even)), rel=1e-6)
+    for baseline in (analysis.uniform_position_baseline, analysis.uniform_entropy):
+        with pytest.raises(ValueError, match="at least 2"):
+            baseline(1)
