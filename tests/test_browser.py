@@ -376,10 +376,12 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def open_notebook(page, url: str) -> None:
+    """Open a notebook and wait until its kernel session exists and the front-end has finished starting."""
     page.goto(url)
     page.wait_for_function("window.jupyterapp && window.jupyterapp.shell.currentWidget "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext "
                            "&& window.jupyterapp.shell.currentWidget.sessionContext.session", timeout=60_000)
+    page.evaluate("window.jupyterapp.restored.then(() => true)")
 
 
 def thrown_by(error: str) -> str:
