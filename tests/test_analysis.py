@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -178,3 +179,110 @@ def test_bad_input_is_a_clear_error(model, tokens):
         analysis.logit_lens(model, tokens.repeat(2, 1))
     with pytest.raises(ValueError, match="target 512 is not a token id"):
         analysis.logit_lens(model, tokens, target=512)
+
+
+def test_shows_behaviour_passes_what_meets_every_condition():
+    model = me.Transformer(CFG)
+    assert analysis.shows_behaviour(model, "copying", clean=2.0, corrupted=-3.0, restored=torch.tensor([[0.0, 1.05]]))
+    assert analysis.shows_behaviour(model, "copying", clean=1.0)                 # exactly one nat is enough
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(clean=0.5), "clean metric 0.500 < 1 nat"),
+    (dict(clean=2.0, corrupted=1.5), "corrupted metric 1.500 > 0.5 x clean 2.000"),
+    (dict(clean=2.0, restored=torch.tensor([0.2, 2.2, -0.5])), "2 restored share(s) outside [-0.1, 1.1]"),
+    (dict(clean=float("nan")), "clean metric nan < 1 nat"),
+    (dict(clean=2.0, restored=torch.tensor([float("nan")])), "1 restored share(s) outside"),
+])
+def test_a_failing_guard_prints_one_line_elsewhere_and_raises_on_the_default(capsys, given, message):
+    model = me.Transformer(CFG)                                      # not the embedded default: no checkpoint
+    assert analysis.shows_behaviour(model, "copying", **given) is False
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("this model does not show copying here (")
+    assert message in lines[0] and lines[0].endswith("; the analysis below is skipped")
+    with pytest.raises(AssertionError, match="the embedded default should show copying, but: " + re.escape(message)):
+        analysis.shows_behaviour(model, "copying", strict=True, **given)
+
+
+def test_shows_behaviour_refuses_to_check_nothing():
+    with pytest.raises(ValueError, match="give what to check"):
+        analysis.shows_behaviour(me.Transformer(CFG), "copying")
+    with pytest.raises(ValueError, match="needs the clean one"):
+        analysis.shows_behaviour(me.Transformer(CFG), "copying", corrupted=0.0)
+
+
+def test_corrupted_copy_task_changes_one_token_of_the_first_copy():
+    task = analysis.corrupted_copy_task(list(range(100, 200)), span=12, j=6, seed=3)
+    clean, corrupted = task.clean[0], task.corrupted[0]
+    assert clean.shape == (1 + 12 + 6,) and clean[0] == 1
+    assert torch.equal(clean[13:], clean[1:7])                       # the repeat, up to A[j - 1]
+    assert (clean != corrupted).nonzero().flatten().tolist() == [task.changed] == [7]
+    assert task.correct == clean[7] and task.wrong == corrupted[7] and task.wrong not in clean.tolist()
+    assert len(set(clean[1:13].tolist())) == 12                      # distinct: one answer by copying
+    with pytest.raises(ValueError, match="j = 0 must be in 1..11"):
+        analysis.corrupted_copy_task(list(range(100, 200)), span=12, j=0)
+    with pytest.raises(ValueError, match="at least span \\+ 1 = 13 distinct"):
+        analysis.corrupted_copy_task(list(range(5)), span=12)
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    from mistral_edu.default import DEFAULT_DIR
+    return me.load_model(DEFAULT_DIR)
+
+
+@pytest.fixture(scope="module")
+def words():
+    from mistral_edu.default import heldout_sample
+    return analysis.word_token_ids(me.load_tokenizer(), "\n".join(heldout_sample()))
+
+
+def test_the_default_performs_the_copy_task_that_09_and_10_patch(default_model, words):
+    """Notebooks 09 and 10 patch this very pair: the guard must pass, and the induction heads carry the copy."""
+    task = analysis.corrupted_copy_task(words, span=12, j=6, seed=1)
+    metric = task.metric()
+    with torch.no_grad():
+        clean, corrupted = float(metric(default_model(task.clean))), float(metric(default_model(task.corrupted)))
+    assert analysis.shows_behaviour(default_model, "copying", clean=clean, corrupted=corrupted, strict=True)
+    resid = analysis.patch_residual(default_model, task.clean, task.corrupted, metric)
+    heads = analysis.patch_heads(default_model, task.clean, task.corrupted, metric)
+    assert analysis.shows_behaviour(default_model, "copying", clean=clean, restored=resid.normalized, strict=True)
+    assert analysis.shows_behaviour(default_model, "copying", clean=clean, restored=heads.normalized, strict=True)
+    assert resid.normalized[:, task.changed].min() > 0.99             # the word stays at its position up to layer 3
+    assert 0.8 < float(heads.normalized[3, 2] + heads.normalized[3, 6]) < 1.2   # the two induction heads carry it
+
+
+def test_the_default_copies_in_context_and_answers_the_lens_prompt(default_model, words):
+    """09's ablation guard (copy gain >= 1 nat) and logit-lens guard (answer 1 nat ahead of the runner-up)."""
+    rep = analysis.repeated_random_tokens(words, batch=4, span=20, seed=0)
+    with torch.no_grad():
+        logits = default_model(rep)
+    loss = F.cross_entropy(logits[:, :-1].transpose(1, 2), rep[:, 1:], reduction="none").mean(0)
+    gain = float(loss[:20].mean() - loss[20:].mean())
+    assert analysis.shows_behaviour(default_model, "in-context copying", clean=gain, strict=True)
+    scores = analysis.induction_scores(default_model, rep, 20)
+    selected = (scores >= 10 * analysis.uniform_baseline(20)).nonzero().tolist()
+    assert selected == [[3, 2], [3, 6]]
+    tok = me.load_tokenizer()
+    with torch.no_grad():
+        top2 = default_model(torch.tensor([tok.encode("And the LORD spake unto the children of")]))[0, -1].topk(2)
+    assert tok.id_to_piece(int(top2.indices[0])) == "▁Israel"
+    assert analysis.shows_behaviour(default_model, "a confident next token",
+                                    clean=float(top2.values[0] - top2.values[1]), strict=True)
+
+
+def test_the_guard_knows_the_default_without_being_told(default_model):
+    with pytest.raises(AssertionError, match="the embedded default should show"):
+        analysis.shows_behaviour(default_model, "copying", clean=0.0)
+
+
+def test_position_and_entropy_baselines_are_the_scores_of_even_causal_attention():
+    seq = 37
+    even = torch.tril(torch.ones(seq, seq))
+    even = (even / even.sum(-1, keepdim=True))[None, None]                       # (1, 1, q, k) even over visible keys
+    assert analysis.uniform_position_baseline(seq) == pytest.approx(float(analysis.first_token_score(even)), rel=1e-6)
+    assert analysis.uniform_position_baseline(seq) == pytest.approx(float(analysis.previous_token_score(even)), rel=1e-6)
+    assert analysis.uniform_entropy(seq) == pytest.approx(float(analysis.head_entropy(even)), rel=1e-6)
+    for baseline in (analysis.uniform_position_baseline, analysis.uniform_entropy):
+        with pytest.raises(ValueError, match="at least 2"):
+            baseline(1)

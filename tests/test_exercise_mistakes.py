@@ -406,3 +406,49 @@ def test_reference_patch_changes_the_run():
     # patching every position at layer 0 recovers the clean run exactly
     full = patch_resid_pre(model, clean, corrupted, 0, 2, positions=slice(None))
     assert torch.allclose(full, model(clean), atol=1e-5)
+
+
+# ------------------------------------------------------------------ decoding speed (13)
+
+def tokens_per_second(cfg, bandwidth, context, embedding_rows=1, kv_heads=None, kv_factor=2, inverse=False):
+    weights = 2 * (parameter_count(cfg) - cfg.vocab_size * cfg.dim + embedding_rows * cfg.dim)
+    kv = context * kv_factor * cfg.n_layers * (kv_heads or cfg.n_kv_heads) * cfg.head_dim * 2
+    return (weights + kv) / bandwidth if inverse else bandwidth / (weights + kv)
+
+
+def test_decode_tokens_per_second(capsys):
+    accepts(capsys, ex.check_decode_tokens_per_second, tokens_per_second)
+    rejects(capsys, ex.check_decode_tokens_per_second, lambda c, b, n: tokens_per_second(c, b, n, inverse=True),
+            "seconds per token")
+    rejects(capsys, ex.check_decode_tokens_per_second,
+            lambda c, b, n: tokens_per_second(c, b, n, embedding_rows=c.vocab_size), "whole embedding table")
+    rejects(capsys, ex.check_decode_tokens_per_second, lambda c, b, n: tokens_per_second(c, b, 0), "left out the KV cache")
+    rejects(capsys, ex.check_decode_tokens_per_second, lambda c, b, n: tokens_per_second(c, b, n, kv_heads=c.n_heads),
+            "n_kv_heads")
+    rejects(capsys, ex.check_decode_tokens_per_second, lambda c, b, n: tokens_per_second(c, b, n, kv_factor=1),
+            "a key AND a value")
+
+
+def intensity(batch, rows, cols, bytes_per_value, flops_per_weight=2, weights_per_row=False, activations=True):
+    flops = flops_per_weight * batch * rows * cols
+    weights = rows * cols * (batch if weights_per_row else 1)
+    return flops / (bytes_per_value * (weights + (batch * (rows + cols) if activations else 0)))
+
+
+def test_matmul_intensity(capsys):
+    accepts(capsys, ex.check_matmul_intensity, intensity)
+    rejects(capsys, ex.check_matmul_intensity, lambda *a: intensity(*a, flops_per_weight=1), "multiply-add is 2 FLOPs")
+    rejects(capsys, ex.check_matmul_intensity, lambda *a: intensity(*a, weights_per_row=True), "read once for the whole batch")
+    rejects(capsys, ex.check_matmul_intensity, lambda *a: intensity(*a, activations=False), "only the matrix's bytes")
+    rejects(capsys, ex.check_matmul_intensity, lambda b, r, c, v: intensity(b, r, c, 1), "counts values, not bytes")
+    rejects(capsys, ex.check_matmul_intensity, lambda b, r, c, v: intensity(b, r, c, v) / b, "grow with the batch")
+
+
+def test_crossover_context(capsys):
+    weights = 2 * (parameter_count(REAL) - REAL.vocab_size * REAL.dim + 8 * REAL.dim)
+    per_token = 2 * REAL.n_layers * REAL.n_kv_heads * REAL.head_dim * 2
+    accepts(capsys, ex.check_crossover_context, weights / (8 * per_token))
+    rejects(capsys, ex.check_crossover_context, weights / per_token, "that is batch 1")
+    rejects(capsys, ex.check_crossover_context, weights / (8 * per_token / 2), "a key AND a value")
+    rejects(capsys, ex.check_crossover_context, weights / (8 * per_token * 4), "8 key/value heads")
+    rejects(capsys, ex.check_crossover_context, parameter_count(REAL) * 2 / (8 * per_token), "whole embedding table")

@@ -156,3 +156,51 @@ class FakeTokenizer:
 
     def id_to_piece(self, i: int) -> str:
         return f"p{i}"
+
+
+def test_will_it_fit_carries_the_arithmetic_not_the_answers():
+    from mistral_edu import memory
+
+    view = views.will_it_fit(weights="nf4", context=2048, batch=3)
+    data = embedded(view)
+    print(f"\nwill-it-fit view: {view.size:,} bytes")
+    assert view.size < 150_000 and view.html.count('data-mistral-edu-view="will-it-fit"') == 1
+    assert "http://" not in view.html and "https://" not in view.html
+    assert [f["name"] for f in data["formats"]] == list(memory.WEIGHT_FORMATS)       # GGUF types included
+    assert data["start"] == {"format": "nf4", "context": 2048, "batch": 3}
+    real = me.ModelConfig.mistral_7b_instruct_v02()
+    for f in data["formats"]:
+        assert dict(f["weights"]) == memory.weight_bytes_by_component(real, f["name"])
+    assert data["kv_per_token"]["bf16"] == [128 * 1024, 512 * 1024]                  # GQA's 4x, per token
+    assert [m["available"] for m in data["machines"]] == [m.available for m in memory.MACHINES.values()]
+    e = memory.estimate(real, weights="nf4", context=2048, batch=3)
+    assert repr(view).startswith(str(e)) and "RTX 4090, 24 GB (24.87 GB available): fits" in repr(view)
+
+
+def test_a_machine_fits_exactly_when_load_model_would_hold_every_weight():
+    """fits() and choose_strategy agree: the estimate of the dtype a machine computes in fits its free memory
+    exactly when load_model's automatic choice is 'full'."""
+    from mistral_edu import memory
+    from mistral_edu.viz.views.calculator import fits
+
+    real = me.ModelConfig.mistral_7b_instruct_v02()
+    for machine in memory.MACHINES.values():
+        for context in (1024, 2048, 4096, 16384, 32768):
+            prediction = memory.predict(machine, real, context)
+            weights = {torch.float16: "fp16", torch.bfloat16: "bf16"}[prediction.dtype]
+            e = memory.estimate(real, weights=weights, context=context)
+            assert fits(e, machine) == (prediction.strategy == "full"), (machine.name, context)
+
+
+def test_will_it_fit_refuses_what_it_cannot_answer():
+    from mistral_edu import memory
+
+    with pytest.raises(ValueError, match="unknown weight format 'q4'; known: fp32"):
+        views.will_it_fit(weights="q4")
+    with pytest.raises(ValueError, match=r"context must be an integer in 1\.\.32768"):
+        views.will_it_fit(context=40_000)
+    with pytest.raises(ValueError, match="batch must be a positive integer"):
+        views.will_it_fit(batch=0)
+    with pytest.raises(TypeError, match="memory.Machine objects"):
+        views.will_it_fit(machines=[24e9])
+    assert "this machine" in repr(views.will_it_fit(machines=[memory.this_machine("cpu")]))

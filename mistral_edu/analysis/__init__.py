@@ -1,5 +1,6 @@
 """Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
-from .baselines import uniform_baseline
+from .baselines import uniform_baseline, uniform_entropy, uniform_position_baseline
+from .guards import shows_behaviour
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
                     previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
@@ -12,3 +13,4 @@ from .circuits import (HeadWeights, composition_score, composition_scores, copyi
                        token_residuals, trained_token_ids)
 from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonfinite
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
+from .tasks import CopyTask, corrupted_copy_task

@@ -13,6 +13,7 @@ the package itself, so a checker and the lesson can never disagree.
 from .attention import check_causal_attention, check_decode_step, check_repeat_kv
 from .catalogue import EXERCISES, Exercise, hint, reveal
 from .composition import check_k_composition
+from .decoding import check_crossover_context, check_decode_tokens_per_second, check_matmul_intensity
 from .feed_forward import check_swiglu
 from .generation import check_rolling_slot, check_top_p
 from .heads import (check_head_entropy, check_induction_head, check_induction_scores, check_previous_token_scores,
@@ -29,6 +30,7 @@ from .verdict import Verdict, assert_close
 __all__ = [
     "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
     "check_block_parameters", "check_bytes_to_text", "check_causal_attention", "check_chat_ids",
+    "check_crossover_context", "check_decode_tokens_per_second", "check_matmul_intensity",
     "check_decode_step", "check_head_entropy", "check_induction_head", "check_induction_scores",
     "check_k_composition", "check_kv_bytes_per_token", "check_kv_cache_bytes", "check_normalized_length", "check_patching",
     "check_previous_token_scores", "check_repeat_kv", "check_rms_norm", "check_rolling_slot", "check_rope",

@@ -1,7 +1,11 @@
-"""Generation: sampling, generate and chat through the KV cache, and the fast decode path."""
+"""Generation: sampling, generate and chat through the KV cache, the fast decode path, and measuring its speed."""
 from .fast_path import FastDecoder, fast_path_applies
 from .fusion import fuse_projections
 from .generate import chat, generate
 from .sampling import sample_next, top_p_filter
+from .speed import (best_seconds, copy_bandwidth, fast_step_seconds, matmul_flop_rate, model_bytes_read_per_step,
+                    plain_step_seconds)
 
-__all__ = ["FastDecoder", "chat", "fast_path_applies", "fuse_projections", "generate", "sample_next", "top_p_filter"]
+__all__ = ["FastDecoder", "best_seconds", "chat", "copy_bandwidth", "fast_path_applies", "fast_step_seconds", "fuse_projections", "generate",
+           "matmul_flop_rate", "model_bytes_read_per_step", "plain_step_seconds", "sample_next",
+           "top_p_filter"]

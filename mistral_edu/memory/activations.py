@@ -3,16 +3,36 @@
 What PyTorch allocates besides weights and KV cache while a prompt goes through the model: the residual
 stream, and at the worst moment of one block its temporaries (the norm's float32 copies, q/k/v, RoPE's
 complex copies, SwiGLU's four hidden-width tensors, or explicit attention's n_heads x L x L scores).
+Each of them is an ActivationTerm: bytes per token, per sequence, per position, per score, so that the
+same numbers evaluate here and in the will-it-fit view's JavaScript, to the byte.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from ..config import ModelConfig
 from ..dtypes import DTYPE_BYTES, dtype_name
 from .checks import check_batch, check_context
 
 
-def _stage_bytes(cfg: ModelConfig, tokens: int, e: int, attention: str, cached: bool, batch: int) -> dict:
-    """Live activation bytes at each stage of one block, for `tokens` positions (batch included).
+@dataclass(frozen=True)
+class ActivationTerm:
+    """The bytes of one tensor as coefficients of the prompt's shape (batch sequences of `context` tokens)."""
+
+    per_token: int = 0        # x batch x context: a value per position of every sequence
+    per_sequence: int = 0     # x batch: the last position's logits
+    per_position: int = 0     # x context: shared by the batch (position ids, RoPE's rotations)
+    per_score: int = 0        # x batch x context²: explicit attention's scores of every head
+    per_mask_cell: int = 0    # x context²: the causal mask, shared by the batch and the heads
+
+    def at(self, context: int, batch: int) -> int:
+        """Bytes for `batch` sequences of `context` tokens."""
+        return (self.per_token * batch * context + self.per_sequence * batch + self.per_position * context
+                + self.per_score * batch * context * context + self.per_mask_cell * context * context)
+
+
+def _stage_terms(cfg: ModelConfig, e: int, attention: str, cached: bool) -> dict[str, dict[str, ActivationTerm]]:
+    """Live activations at each stage of one block, per token unless said otherwise.
 
     Mirrors the code: RMSNorm computes in float32 (x.float(), the normalised copy, the cast back, the
     weighted output); a block keeps its input, attention output and mid residual alive until it
@@ -21,27 +41,52 @@ def _stage_bytes(cfg: ModelConfig, tokens: int, e: int, attention: str, cached: 
     """
     convert = 0 if e == 4 else 1
     d, q, kv, hidden = cfg.dim, cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim, cfg.hidden_dim
-    norm_temps = (convert * 4 * d + 4 * d + convert * e * d + e * d) * tokens
-    rope_q = (convert * 4 * q + 4 * q + convert * e * q) * tokens
-    qkv = e * (q + 2 * kv) * tokens
+    norm_temps = ActivationTerm(per_token=convert * 4 * d + 4 * d + convert * e * d + e * d)
+    normalised = ActivationTerm(per_token=e * d)
+    kept = ActivationTerm(per_token=2 * e * d)
     stages = {
         "attention_norm": {"norm temporaries": norm_temps},
-        "attention (RoPE on q)": {"normalised input": e * d * tokens, "q, k, v": qkv, "RoPE temporaries": rope_q},
-        "attention (output)": {"normalised input": e * d * tokens, "q, k, v": e * q * tokens + (0 if cached else 2 * e * kv * tokens),
-                               "attention output z, wo(z)": e * (q + d) * tokens,
-                               "softmax statistics": 4 * cfg.n_heads * tokens},
-        "ffn_norm": {"attention output, mid residual": 2 * e * d * tokens, "norm temporaries": norm_temps},
-        "feed_forward (SwiGLU)": {"attention output, mid residual": 2 * e * d * tokens, "normalised input": e * d * tokens,
-                                  "SwiGLU gate, up, silu(gate), product": 4 * e * hidden * tokens},
+        "attention (RoPE on q)": {"normalised input": normalised,
+                                  "q, k, v": ActivationTerm(per_token=e * (q + 2 * kv)),
+                                  "RoPE temporaries": ActivationTerm(per_token=(convert * (4 + e) + 4) * q)},
+        "attention (output)": {"normalised input": normalised,
+                               "q, k, v": ActivationTerm(per_token=e * q + (0 if cached else 2 * e * kv)),
+                               "attention output z, wo(z)": ActivationTerm(per_token=e * (q + d)),
+                               "softmax statistics": ActivationTerm(per_token=4 * cfg.n_heads)},
+        "ffn_norm": {"attention output, mid residual": kept, "norm temporaries": norm_temps},
+        "feed_forward (SwiGLU)": {"attention output, mid residual": kept, "normalised input": normalised,
+                                  "SwiGLU gate, up, silu(gate), product": ActivationTerm(per_token=4 * e * hidden)},
     }
     if attention == "explicit":
-        seq = tokens // batch
-        scores = batch * cfg.n_heads * seq * seq
         stages["attention (explicit scores)"] = {
-            "normalised input": e * d * tokens, "q, repeated k and v": 3 * e * q * tokens,
-            "scores + pattern (n_heads x L x L)": (e + convert * 4 + 4) * scores,
-            "mask (L x L bool)": 2 * seq * seq}
+            "normalised input": normalised, "q, repeated k and v": ActivationTerm(per_token=3 * e * q),
+            "scores + pattern (n_heads x L x L)": ActivationTerm(per_score=(e + convert * 4 + 4) * cfg.n_heads),
+            "mask (L x L bool)": ActivationTerm(per_mask_cell=2)}
     return stages
+
+
+def activation_terms(cfg: ModelConfig, dtype="bf16", attention: str = "sdpa", logits: str = "last",
+                     cached: bool = True) -> tuple[dict[str, ActivationTerm], dict[str, dict[str, ActivationTerm]]]:
+    """(resident, stages): what is live throughout a forward pass, and each stage's temporaries, as terms.
+
+    The peak is the stage whose temporaries are largest (the first such, in the order of the code);
+    prefill_activations evaluates these terms, and the will-it-fit view carries them to the browser.
+    """
+    if attention not in ("sdpa", "explicit"):
+        raise ValueError(f"attention must be 'sdpa' or 'explicit', got {attention!r}")
+    if logits not in ("last", "all"):
+        raise ValueError(f"logits must be 'last' or 'all', got {logits!r}")
+    e = DTYPE_BYTES[dtype_name(dtype)]
+    resident = {"residual stream": ActivationTerm(per_token=e * cfg.dim),
+                "token ids, positions, RoPE rotations": ActivationTerm(per_token=8, per_position=8 + 4 * cfg.head_dim)}
+    stages = _stage_terms(cfg, e, attention, cached)
+    out = "per_sequence" if logits == "last" else "per_token"
+    stages["output head"] = {
+        "final norm output": ActivationTerm(**{out: e * cfg.dim}),
+        f"logits ({logits} positions, {e}-byte + float32)": ActivationTerm(**{out: (e + 4) * cfg.vocab_size})}
+    if logits == "all":
+        stages["final norm"] = {"norm temporaries": stages["ffn_norm"]["norm temporaries"]}
+    return resident, stages
 
 
 def prefill_activations(cfg: ModelConfig, context: int, batch: int = 1, dtype="bf16", attention: str = "sdpa",
@@ -55,22 +100,11 @@ def prefill_activations(cfg: ModelConfig, context: int, batch: int = 1, dtype="b
     """
     check_context(cfg, context)
     check_batch(batch)
-    if attention not in ("sdpa", "explicit"):
-        raise ValueError(f"attention must be 'sdpa' or 'explicit', got {attention!r}")
-    if logits not in ("last", "all"):
-        raise ValueError(f"logits must be 'last' or 'all', got {logits!r}")
-    e = DTYPE_BYTES[dtype_name(dtype)]
-    tokens = batch * context
-    resident = {"residual stream": e * cfg.dim * tokens,
-                "token ids, positions, RoPE rotations": 8 * tokens + 8 * context + 4 * cfg.head_dim * context}
-    stages = _stage_bytes(cfg, tokens, e, attention, cached, batch)
-    out_tokens = batch if logits == "last" else tokens
-    stages["output head"] = {"final norm output": e * cfg.dim * out_tokens,
-                             f"logits ({logits} positions, {e}-byte + float32)": (e + 4) * cfg.vocab_size * out_tokens}
-    if logits == "all":
-        stages["final norm"] = {"norm temporaries": _stage_bytes(cfg, tokens, e, "sdpa", cached, batch)["ffn_norm"]["norm temporaries"]}
-    peak = max(stages, key=lambda s: sum(stages[s].values()))
-    return peak, {**resident, **stages[peak]}
+    resident, stages = activation_terms(cfg, dtype, attention, logits, cached)
+    bytes_of = {stage: {part: term.at(context, batch) for part, term in parts.items()}
+                for stage, parts in stages.items()}
+    peak = max(bytes_of, key=lambda s: sum(bytes_of[s].values()))
+    return peak, {**{part: term.at(context, batch) for part, term in resident.items()}, **bytes_of[peak]}
 
 
 def prefill_activation_bytes(cfg: ModelConfig, context: int, batch: int = 1, dtype="bf16",

@@ -15,7 +15,7 @@ nothing global such as rcParams is changed) and saves a PNG when given save="pat
     memory       memory_fit_chart, kv_cache_chart, breakdown_chart, bandwidth_chart, parameter_chart
     circuits     logit_lens_heatmap, position_layer_heatmap, loss_by_position_chart
     explorers    token_explorer, rope_explorer (ipywidgets: Python recomputes as you type)
-    views        attention_explorer, head_overview: HTML views that run without a kernel
+    views        attention_explorer, head_overview, logit_lens_table, will_it_fit: HTML views that run without a kernel
     figure       token_labels (readable labels for token ids) and the shared figure style
 """
 from .architecture import architecture_diagram, you_are_here

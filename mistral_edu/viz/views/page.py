@@ -48,13 +48,15 @@ class View:
 
     kind: the view's name (data-mistral-edu-view); scripts: the assets it runs, in order; entry: the
     function of theirs that draws the view, entry(live, data, root); data: what the scripts read (JSON);
-    fallback: the PNG figure shown until the script runs.
+    fallback: the PNG figure shown until the script runs; text: the text/plain form (a terminal, nbval), if
+    the view has one to give.
     """
 
-    def __init__(self, kind: str, scripts: list[str], entry: str, data: dict, fallback: Figure, title: str):
+    def __init__(self, kind: str, scripts: list[str], entry: str, data: dict, fallback: Figure, title: str,
+                 text: str | None = None):
         if not kind.replace("-", "").isalnum():
             raise ValueError(f"a view's kind is a class name: letters, digits and '-', got {kind!r}")
-        self.kind, self.title = kind, title
+        self.kind, self.title, self.text = kind, title, text
         uid = f"me-{kind}-{uuid.uuid4().hex[:12]}"
         code = "\n".join(asset(name) for name in ["common.js", *scripts])
         self.html = (
@@ -69,6 +71,9 @@ class View:
 
     def _repr_html_(self) -> str:
         return self.html
+
+    def __repr__(self) -> str:
+        return self.text or super().__repr__()
 
     @property
     def size(self) -> int:
