@@ -66,7 +66,7 @@ def int8_linear(x: torch.Tensor, weight_int8: torch.Tensor, scale: torch.Tensor)
     rows = x.reshape(-1, x.shape[-1])                                       # (tokens, in)
     out_features = weight_int8.shape[0]
     if uses_int8_kernel(x, rows.shape[0]):
-        unit = torch.ones(out_features, dtype=x.dtype)                      # (out,) scales applied below, in fp32
+        unit = torch.ones(out_features, dtype=x.dtype, device=x.device)     # (out,) scales applied below, in fp32
         y = torch.ops.aten._weight_int8pack_mm(rows.contiguous(), weight_int8, unit)  # (tokens, out)
     else:
         y = torch.empty(rows.shape[0], out_features, dtype=x.dtype, device=x.device)  # (tokens, out)
