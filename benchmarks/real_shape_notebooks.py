@@ -58,6 +58,8 @@ def run_one(notebook: Path, out_dir: Path, weights: Path, timeout: int) -> tuple
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=notebook.parent)
     seconds = time.perf_counter() - start
     lines = done.stdout.splitlines()
+    if len(lines) < 2:  # the probe itself failed (e.g. no jupyter in .venv): say why instead of an IndexError
+        return seconds, 0, f"could not run {command[3]}: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
     peak, code, err = int(lines[0]), int(lines[1]), "\n".join(lines[2:]).strip()
     if code != 0:
         return seconds, peak, err.splitlines()[-1] if err else f"exit {code}"
