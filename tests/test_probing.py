@@ -131,6 +131,15 @@ def test_steering_during_cached_generation_steers_each_position_once(model):
     assert zero == me.generate(model, prompt, max_new_tokens=5)                    # scale 0 changes nothing
 
 
+def test_greedy_continuations_equal_generate_row_by_row_with_a_hook(model):
+    prompts = torch.tensor([[1, 415, 907], [1, 661, 349]])
+    hooks = analysis.steering_hooks(1, torch.randn(model.cfg.dim), 1.0)
+    with model.hooks(hooks):
+        batched = analysis.greedy_continuations(model, prompts, max_new_tokens=12)
+        one_by_one = [me.generate(model, row, max_new_tokens=12) for row in prompts.tolist()]
+    assert batched == one_by_one
+
+
 def test_unigram_classifier_scores_by_log_likelihood_ratio():
     ids = torch.tensor([7, 7, 7, 8, 9, 9, 9, 8])
     labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
@@ -179,8 +188,8 @@ def test_steering_raises_the_style_score_over_the_useful_range(setup, model, tok
     classifier = analysis.UnigramClassifier.fit(windows.tokens[train_window][:, 1:].flatten(), labels,
                                                 model.cfg.vocab_size)
     tests = {c: windows.tokens[~train_window & (windows.label == c)][:16] for c in (0, 1)}
-    prompts = [tok.encode(p, bos=True) for p in ["The", "It is", "When the", "There was a", "If you", "One of the",
-                                                  "We have", "This is"]]
+    prompts = torch.tensor([tok.encode(p, bos=True) for p in ["It is", "When the", "If you", "We have", "This is",
+                                                              "There was", "One of", "He said"]])
     for layer in (1, 2):
         x = resid[points.index(f"layers.{layer}.hook_resid_post")][train_window][:, 1:]
         vector = analysis.mean_difference(x.flatten(0, 1), labels)
@@ -188,7 +197,7 @@ def test_steering_raises_the_style_score_over_the_useful_range(setup, model, tok
         for alpha in (0.0, 0.5, 0.75, 1.0, 1.25):
             hooks = analysis.steering_hooks(layer, vector, alpha)
             with model.hooks(hooks):
-                texts = [me.generate(model, p, max_new_tokens=16) for p in prompts]
+                texts = analysis.greedy_continuations(model, prompts, max_new_tokens=24)
             scores.append(sum(classifier.score(t) for t in texts) / len(texts))
             losses.append([analysis.steered_loss(model, tests[c], hooks) for c in (0, 1)])
         useful = [i for i, (b, j) in enumerate(losses) if b - losses[0][0] <= 1.0 and j - losses[0][1] <= 1.0]
