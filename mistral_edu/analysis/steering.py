@@ -28,8 +28,10 @@ def mean_difference(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def steering_hooks(layer: int, vector: torch.Tensor, scale: float, point: str = "hook_resid_post") -> list:
     """[(name, fn)] for model.hooks(): adds scale * vector to layers.{layer}.{point} at every position.
 
-    Position 0 of a sequence that starts at BOS is left alone: every text shares it, and many heads
-    use it as a resting place, so moving it would disturb them without saying anything about style.
+    A call that sees several positions is a whole sequence from its start (a prompt, or windows), so
+    its first position, BOS, is left alone: every text shares it, and many heads use it as a resting
+    place, so moving it would disturb them without saying anything about style. A call that sees one
+    position is a decoding step, always past BOS. (Feeding a prompt in chunks would break this rule.)
     """
     def add(x, hook):                                                              # x: (batch, seq, dim)
         shift = (scale * vector).to(x)                                             # (dim,)
