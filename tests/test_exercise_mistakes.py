@@ -452,3 +452,27 @@ def test_crossover_context(capsys):
     rejects(capsys, ex.check_crossover_context, weights / (8 * per_token / 2), "a key AND a value")
     rejects(capsys, ex.check_crossover_context, weights / (8 * per_token * 4), "8 key/value heads")
     rejects(capsys, ex.check_crossover_context, parameter_count(REAL) * 2 / (8 * per_token), "whole embedding table")
+# ------------------------------------------------------------------ probing and steering (12)
+
+def test_balanced_accuracy(capsys):
+    def right(logits, labels):
+        predicted = logits > 0
+        return float(((predicted[labels == 1]).float().mean() + (~predicted[labels == 0]).float().mean()) / 2)
+    accepts(capsys, ex.check_balanced_accuracy, right)
+    rejects(capsys, ex.check_balanced_accuracy, lambda g, y: float(((g > 0).long() == y).float().mean()),
+            "plain accuracy")
+    rejects(capsys, ex.check_balanced_accuracy, lambda g, y: right(g - 0.5, y), "not probabilities")
+    rejects(capsys, ex.check_balanced_accuracy, lambda g, y: right(-g, y), "flipped")
+    rejects(capsys, ex.check_balanced_accuracy, lambda g, y: float((g[y == 1] > 0).float().mean()), "recall")
+
+
+def test_mean_difference(capsys):
+    accepts(capsys, ex.check_mean_difference,
+            lambda x, y: x[y.bool()].sum(0) / y.sum() - x[~y.bool()].sum(0) / (1 - y).sum())
+    rejects(capsys, ex.check_mean_difference, lambda x, y: x[y == 0].mean(0) - x[y == 1].mean(0), "sign")
+    rejects(capsys, ex.check_mean_difference, lambda x, y: x[y == 1].sum(0) - x[y == 0].sum(0), "sums")
+    rejects(capsys, ex.check_mean_difference, lambda x, y: x[y == 1].mean(0) - x.mean(0), "ALL rows")
+    rejects(capsys, ex.check_mean_difference, lambda x, y: x[y == 1].mean(-1).mean() - x[y == 0].mean(-1).mean(),
+            "features")
+    rejects(capsys, ex.check_mean_difference,
+            lambda x, y: torch.nn.functional.normalize(x[y == 1].mean(0) - x[y == 0].mean(0), dim=0), "length 1")

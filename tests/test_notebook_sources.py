@@ -22,7 +22,7 @@ def cells(notebook) -> list[tuple[str, str]]:
 def test_every_notebook_has_a_source_and_every_source_a_notebook():
     notebooks = {p.stem for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")}
     sources = {p.stem for p in SOURCES}
-    assert len(sources) == 14
+    assert len(sources) == 15
     assert notebooks == sources, (f"notebooks without a source: {sorted(notebooks - sources)}; sources without a "
                                   f"notebook: {sorted(sources - notebooks)}: {SYNC}")
 

@@ -5,8 +5,8 @@ the training text and `train.py` retrains the model (`python -m mistral_edu.defa
 """
 from pathlib import Path
 
-from .corpus import heldout_sample
+from .corpus import heldout_labelled, heldout_sample
 
 DEFAULT_DIR = Path(__file__).parent
 
-__all__ = ["DEFAULT_DIR", "heldout_sample"]
+__all__ = ["DEFAULT_DIR", "heldout_labelled", "heldout_sample"]

@@ -9,6 +9,7 @@ text it never trained on without installing either package.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 import shutil
 import subprocess
@@ -93,3 +94,38 @@ def copy_batch(rng: np.random.Generator, vocab: np.ndarray, batch: int, span: in
     spans = vocab[rng.integers(0, len(vocab), size=(batch, span))]   # (batch, span)
     body = np.tile(spans, (1, -(-seq // span)))[:, :seq]            # (batch, seq)
     return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)
+
+
+HELDOUT_LABELLED = Path(__file__).parent / "heldout_labelled.jsonl"
+
+
+def quotation_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans strictly inside each “double-quoted” stretch (the marks themselves excluded).
+
+    Only the curly double marks count: the Jargon File uses ‘single’ marks for quoted words too,
+    but its apostrophes are the same character as a closing single mark, so they cannot be paired.
+    """
+    return [(m.start() + 1, m.end() - 1) for m in re.finditer("“[^“”]*”", text)]
+
+
+def labelled_heldout_documents() -> list[dict]:
+    """The held-out documents with their source ("bible" or "jargon") and quotation spans.
+
+    Built from the installed packages by the same split as training, so every passage is one the
+    model never trained on; the text equals heldout.txt line for line.
+    """
+    bible, jargon = kjv_chapters(), jargon_paragraphs()
+    return [{"document": i, "source": "bible" if i < len(bible) else "jargon", "text": doc,
+             "quoted": quotation_spans(doc)}
+            for i, doc in enumerate(bible + jargon) if i % HELDOUT_EVERY == HELDOUT_EVERY - 1]
+
+
+def write_labelled_heldout(path: Path = HELDOUT_LABELLED) -> None:
+    """Write heldout_labelled.jsonl: one JSON object per held-out document (needs both packages)."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in labelled_heldout_documents()]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def heldout_labelled() -> list[dict]:
+    """The shipped labelled held-out documents: dicts with document, source, text and quoted spans."""
+    return [json.loads(line) for line in HELDOUT_LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -21,6 +21,7 @@ from .heads import (check_head_entropy, check_induction_head, check_induction_sc
 from .memory import (check_block_parameters, check_kv_bytes_per_token, check_kv_cache_bytes, check_tokens_that_fit,
                      check_weight_bytes, check_weight_gib)
 from .patching import check_patching
+from .probing import check_balanced_accuracy, check_mean_difference
 from .predictions import compare_prediction
 from .rmsnorm import check_normalized_length, check_rms_norm
 from .rope import check_rope, check_rope_rotate_half, check_wavelength
@@ -29,6 +30,7 @@ from .verdict import Verdict, assert_close
 
 __all__ = [
     "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
+    "check_balanced_accuracy", "check_mean_difference",
     "check_block_parameters", "check_bytes_to_text", "check_causal_attention", "check_chat_ids",
     "check_crossover_context", "check_decode_tokens_per_second", "check_matmul_intensity",
     "check_decode_step", "check_head_entropy", "check_induction_head", "check_induction_scores",

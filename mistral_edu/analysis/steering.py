@@ -1,0 +1,99 @@
+"""Activation steering: add a difference of means to the residual stream while the model runs.
+
+The vector is the mean residual of one class of text minus the mean of the other at one layer
+(Turner et al. 2023 add the difference of two prompts' activations; averaging over many tokens is
+the same idea with less noise). A hook adds `scale` times it at every position the forward pass
+computes, so during cached generation each new token is steered once and nothing is recomputed.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..model.kv_cache import KVCache
+
+__all__ = ["UnigramClassifier", "greedy_continuations", "mean_difference", "steered_loss", "steering_hooks"]
+
+
+def mean_difference(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of the rows labelled 1 minus the mean of the rows labelled 0: x (n, dim) -> (dim,)."""
+    if set(labels.unique().tolist()) != {0, 1}:
+        raise ValueError("mean_difference needs rows of both labels, 0 and 1")
+    return x[labels == 1].float().mean(0) - x[labels == 0].float().mean(0)       # (dim,)
+
+
+def steering_hooks(layer: int, vector: torch.Tensor, scale: float, point: str = "hook_resid_post") -> list:
+    """[(name, fn)] for model.hooks(): adds scale * vector to layers.{layer}.{point} at every position.
+
+    A call that sees several positions is a whole sequence from its start (a prompt, or windows), so
+    its first position, BOS, is left alone: every text shares it, and many heads use it as a resting
+    place, so moving it would disturb them without saying anything about style. A call that sees one
+    position is a decoding step, always past BOS. (Feeding a prompt in chunks would break this rule.)
+    """
+    def add(x, hook):                                                              # x: (batch, seq, dim)
+        shift = (scale * vector).to(x)                                             # (dim,)
+        if x.shape[1] > 1:                                                         # a prompt: skip its BOS
+            return torch.cat([x[:, :1], x[:, 1:] + shift], dim=1)
+        return x + shift
+    return [(f"layers.{layer}.{point}", add)]
+
+
+@torch.no_grad()
+def greedy_continuations(model, prompts: torch.Tensor, max_new_tokens: int, eos_id: int = 2) -> list[list[int]]:
+    """Greedy continuations of equal-length prompts (batch, prompt), all rows at once through one KV cache.
+
+    The same steps as me.generate (prefill once, then one position per token), batched so that
+    comparing many steering scales costs one forward pass per token, not one per prompt and token.
+    Each row is cut after its first EOS, as generate would stop there.
+    """
+    cache = KVCache.for_model(model, batch=prompts.shape[0], max_seq_len=prompts.shape[1] + max_new_tokens)
+    logits = model(prompts.to(model.device), cache=cache, last_only=True)[:, -1]  # (batch, vocab)
+    new = []
+    for step in range(max_new_tokens):
+        token = logits.argmax(-1, keepdim=True)                                    # (batch, 1)
+        new.append(token)
+        if step + 1 < max_new_tokens:
+            logits = model(token, cache=cache, check_ids=False)[:, -1]             # (batch, vocab)
+    rows = torch.cat(new, dim=1).tolist()                                          # (batch, max_new_tokens)
+    return [row[:row.index(eos_id) + 1] if eos_id in row else row for row in rows]
+
+
+@torch.no_grad()
+def steered_loss(model, tokens: torch.Tensor, hooks: list = (), batch: int = 64) -> float:
+    """Mean next-token cross-entropy (nats) over tokens (windows, seq), with the hooks attached."""
+    total, count = 0.0, 0
+    with model.hooks(list(hooks)):
+        for rows in tokens.split(batch):
+            rows = rows.to(model.device)
+            logits = model(rows)[:, :-1].float()                                   # (rows, seq - 1, vocab)
+            total += float(F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten(), reduction="sum"))
+            count += rows[:, 1:].numel()
+    return total / count
+
+
+@dataclass
+class UnigramClassifier:
+    """Which source does a text look like? Per-token log-likelihood ratio of two smoothed unigram models.
+
+    Deliberately blind to the model: it counts tokens, so a rising score means the generated text
+    uses more of the positive source's vocabulary, whatever the residual stream did.
+    """
+
+    log_ratio: torch.Tensor   # (vocab,) log p(token | label 1) - log p(token | label 0)
+
+    @classmethod
+    def fit(cls, ids: torch.Tensor, labels: torch.Tensor, vocab_size: int, alpha: float = 0.5) -> "UnigramClassifier":
+        """Count ids (n,) per label (n,), add alpha to every count (unseen tokens stay finite)."""
+        counts = torch.stack([torch.bincount(ids[labels == c], minlength=vocab_size).double() + alpha
+                              for c in (0, 1)])                                    # (2, vocab)
+        log_p = (counts / counts.sum(1, keepdim=True)).log()                       # (2, vocab)
+        return cls((log_p[1] - log_p[0]).float())
+
+    def score(self, ids: list[int]) -> float:
+        """Mean log-likelihood ratio per token, in nats: > 0 looks like label 1, < 0 like label 0."""
+        if not ids:
+            return math.nan
+        return float(self.log_ratio[torch.tensor(ids)].mean())

@@ -1,0 +1,207 @@
+"""Probes and steering (notebook 12): the shipped labels, each building block, and the lesson's two claims on
+the embedded default: the best probe beats token identity and a control by 10 points, and steering moves the
+style of generated text up with the scale over the range where the held-out loss stays within 1 nat."""
+import pytest
+import torch
+
+import mistral_edu as me
+from mistral_edu import analysis
+from mistral_edu.default import heldout_labelled, heldout_sample
+from mistral_edu.default.corpus import quotation_spans
+
+
+@pytest.fixture(scope="module")
+def model():
+    return me.load_model(me.default.DEFAULT_DIR)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return me.load_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def records():
+    return heldout_labelled()
+
+
+# ------------------------------------------------------------------ the shipped labels
+
+def test_labelled_passages_are_the_heldout_documents(records):
+    assert [r["text"] for r in records] == heldout_sample()
+    sources = [r["source"] for r in records]
+    # documents are the 1,189 Bible chapters, then the Jargon File; every 40th held out: 29 chapters first
+    assert sources == ["bible"] * 29 + ["jargon"] * 104
+    assert [r["document"] for r in records] == list(range(39, 40 * 133, 40))
+
+
+def test_quotation_spans_are_the_text_between_double_marks(records):
+    for r in records:
+        assert [tuple(span) for span in r["quoted"]] == quotation_spans(r["text"])
+        for a, b in r["quoted"]:
+            assert r["text"][a - 1] == "“" and r["text"][b] == "”"
+    assert quotation_spans("he said “Ack pffft!” and “no”.") == [(9, 19), (26, 28)]
+
+
+def test_windows_mark_tokens_inside_quotations(tok):
+    text = "he said “Ack pffft!” ok and then went on talking for a while longer"
+    w = analysis.passage_windows(tok, [{"text": text, "source": "jargon", "quoted": quotation_spans(text)}], 10)
+    pieces = [tok.id_to_piece(i) for i in w.tokens[0].tolist()]
+    inside = [p for p, q in zip(pieces, w.quoted[0].tolist()) if q]
+    assert pieces[0] == "<s>" and inside == ["A", "ck", "▁p", "ff", "ft", "!”"], (pieces, inside)
+    assert w.label.tolist() == [1]
+
+
+def test_windows_have_equal_length_and_never_span_passages(tok, records):
+    w = analysis.passage_windows(tok, records[:3], 32)
+    assert w.tokens.shape[1] == 33 and (w.tokens[:, 0] == tok.bos_id).all()
+    for passage in w.passage.unique().tolist():
+        ids = tok.encode(records[passage]["text"], bos=False)
+        rows = w.tokens[w.passage == passage][:, 1:].flatten().tolist()
+        assert rows == ids[:len(rows)]
+    with pytest.raises(ValueError, match="shorter length"):
+        analysis.passage_windows(tok, [{"text": "short", "source": "bible", "quoted": []}], 32)
+
+
+# ------------------------------------------------------------------ building blocks
+
+def test_shared_token_mask_keeps_ids_in_both_classes_and_never_bos():
+    tokens = torch.tensor([[1, 5, 6, 7], [1, 5, 8, 9]])
+    mask = analysis.shared_token_mask(tokens, torch.tensor([0, 1]))
+    assert mask.tolist() == [[False, True, False, False], [False, True, False, False]]
+
+
+def test_balanced_accuracy_puts_chance_at_one_half():
+    labels = torch.tensor([0] * 9 + [1])
+    assert analysis.balanced_accuracy(torch.full((10,), -1.0), labels) == 0.5      # always 0: 90% plain accuracy
+    assert analysis.balanced_accuracy(torch.tensor([-1.0] * 9 + [1.0]), labels) == 1.0
+
+
+def test_probe_separates_separable_data_and_needs_both_labels():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(200) % 2
+    x = torch.randn(200, 8, generator=g) + 6 * labels[:, None] * torch.tensor([1.0] + [0.0] * 7)
+    probe = analysis.train_probe(x, labels)
+    assert analysis.balanced_accuracy(probe.logits(x), labels) > 0.95
+    assert probe.direction()[0] > probe.direction()[1:].abs().max()
+    with pytest.raises(ValueError, match="both labels"):
+        analysis.train_probe(x, torch.zeros(200, dtype=torch.long))
+
+
+def test_token_identity_accuracy_is_a_per_token_majority_vote():
+    ids = torch.tensor([5, 5, 5, 6, 6, 6, 5, 6])
+    labels = torch.tensor([1, 1, 0, 0, 0, 1, 1, 0])
+    train = torch.tensor([True] * 6 + [False] * 2)
+    assert analysis.token_identity_accuracy(ids, labels, train) == 1.0             # 5 -> 1, 6 -> 0
+    assert analysis.token_identity_accuracy(ids, 1 - labels, train) == 1.0
+
+
+def test_random_passage_labels_are_half_ones_and_seeded():
+    labels = analysis.random_passage_labels(133, seed=0)
+    assert int(labels.sum()) == 66 and labels.tolist() == analysis.random_passage_labels(133, seed=0).tolist()
+
+
+def test_mean_difference_and_its_error():
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 2.0]])
+    assert analysis.mean_difference(x, torch.tensor([1, 1, 0])).tolist() == [2.0, -2.0]
+    with pytest.raises(ValueError, match="both labels"):
+        analysis.mean_difference(x, torch.ones(3, dtype=torch.long))
+
+
+def test_steering_hook_adds_the_vector_everywhere_but_bos(model):
+    v = torch.randn(model.cfg.dim)
+    name = "layers.1.hook_resid_post"
+    tokens = torch.tensor([[1, 415, 907, 302]])
+    _, clean = model.run_with_cache(tokens, names=[name])
+    with model.hooks(analysis.steering_hooks(1, v, 0.5)):
+        _, steered = model.run_with_cache(tokens, names=[name])
+    delta = steered[name] - clean[name]                                            # (1, 4, dim)
+    assert torch.equal(delta[0, 0], torch.zeros_like(v))
+    torch.testing.assert_close(delta[0, 1:], (0.5 * v).expand(3, -1), rtol=1e-5, atol=1e-5)
+
+
+def test_steering_during_cached_generation_steers_each_position_once(model):
+    v = torch.randn(model.cfg.dim)
+    prompt = [1, 415, 907]
+    seen = []
+    hooks = analysis.steering_hooks(1, v, 0.0)
+    with model.hooks(hooks + [(hooks[0][0], lambda x, hook: seen.append(tuple(x.shape)))]):
+        zero = me.generate(model, prompt, max_new_tokens=5)
+    assert seen == [(1, 3, model.cfg.dim)] + [(1, 1, model.cfg.dim)] * 4
+    assert zero == me.generate(model, prompt, max_new_tokens=5)                    # scale 0 changes nothing
+
+
+def test_greedy_continuations_equal_generate_row_by_row_with_a_hook(model):
+    prompts = torch.tensor([[1, 415, 907], [1, 661, 349]])
+    hooks = analysis.steering_hooks(1, torch.randn(model.cfg.dim), 1.0)
+    with model.hooks(hooks):
+        batched = analysis.greedy_continuations(model, prompts, max_new_tokens=12)
+        one_by_one = [me.generate(model, row, max_new_tokens=12) for row in prompts.tolist()]
+    assert batched == one_by_one
+
+
+def test_unigram_classifier_scores_by_log_likelihood_ratio():
+    ids = torch.tensor([7, 7, 7, 8, 9, 9, 9, 8])
+    labels = torch.tensor([1, 1, 1, 1, 0, 0, 0, 0])
+    classifier = analysis.UnigramClassifier.fit(ids, labels, vocab_size=10)
+    assert classifier.score([7, 7]) > 0 > classifier.score([9])
+    assert classifier.score([8]) == pytest.approx(0.0, abs=1e-6)
+
+
+# ------------------------------------------------------------------ the lesson's claims on the default
+
+@pytest.fixture(scope="module")
+def setup(model, tok, records):
+    """The notebook's data: 32-token windows (at most 300 per source), every 4th passage for testing."""
+    windows = analysis.passage_windows(tok, records, 32)
+    keep = []
+    for c in (0, 1):
+        mine = torch.nonzero(windows.label == c).flatten()
+        keep.append(mine[torch.linspace(0, len(mine) - 1, min(300, len(mine))).long()])
+    keep = torch.cat(keep)
+    windows = analysis.PassageWindows(*(t[keep] for t in (windows.tokens, windows.passage, windows.label,
+                                                          windows.quoted)))
+    train_window = ~(torch.arange(len(records)) % 4 == 3)[windows.passage]
+    points = ["hook_embed"] + [f"layers.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]
+    resid = analysis.residual_stack(model, windows.tokens, points)
+    return windows, train_window, points, resid
+
+
+def test_best_probe_beats_token_identity_and_control_by_ten_points(setup, records):
+    windows, train_window, points, resid = setup
+    per_token = lambda per_window: per_window[:, None].expand_as(windows.tokens)
+    shared = analysis.shared_token_mask(windows.tokens, windows.label)
+    y = per_token(windows.label)[shared]
+    train = per_token(train_window)[shared]
+    control = per_token(analysis.random_passage_labels(len(records), seed=0)[windows.passage])[shared]
+    identity = analysis.token_identity_accuracy(windows.tokens[shared], y, train)
+    probe = [analysis.probe_accuracy(resid[k][shared], y, train) for k in range(len(points))]
+    best = max(range(len(points)), key=probe.__getitem__)
+    control_best = analysis.probe_accuracy(resid[best][shared], control, train)
+    assert probe[best] >= identity + 0.10 and probe[best] >= control_best + 0.10, (probe, identity, control_best)
+    assert abs(control_best - 0.5) < 0.15                                          # a control near chance: no leak
+
+
+def test_steering_raises_the_style_score_over_the_useful_range(setup, model, tok):
+    windows, train_window, points, resid = setup
+    labels = windows.label[:, None].expand_as(windows.tokens)[train_window][:, 1:].flatten()
+    classifier = analysis.UnigramClassifier.fit(windows.tokens[train_window][:, 1:].flatten(), labels,
+                                                model.cfg.vocab_size)
+    tests = {c: windows.tokens[~train_window & (windows.label == c)][:16] for c in (0, 1)}
+    prompts = torch.tensor([tok.encode(p, bos=True) for p in ["It is", "When the", "If you", "We have", "This is",
+                                                              "There was", "One of", "He said"]])
+    for layer in (1, 2):
+        x = resid[points.index(f"layers.{layer}.hook_resid_post")][train_window][:, 1:]
+        vector = analysis.mean_difference(x.flatten(0, 1), labels)
+        scores, losses = [], []
+        for alpha in (0.0, 0.5, 0.75, 1.0, 1.25):
+            hooks = analysis.steering_hooks(layer, vector, alpha)
+            with model.hooks(hooks):
+                texts = analysis.greedy_continuations(model, prompts, max_new_tokens=24)
+            scores.append(sum(classifier.score(t) for t in texts) / len(texts))
+            losses.append([analysis.steered_loss(model, tests[c], hooks) for c in (0, 1)])
+        useful = [i for i, (b, j) in enumerate(losses) if b - losses[0][0] <= 1.0 and j - losses[0][1] <= 1.0]
+        rising = [scores[i] for i in useful]
+        assert len(useful) >= 3 and all(b > a for a, b in zip(rising, rising[1:])), (layer, scores, losses)
+        assert rising[0] < 0 < rising[-1], (layer, scores)
+        assert losses[-1][0] > losses[0][0] + 1.0, "the largest scale should break fluency"
