@@ -1,6 +1,6 @@
 """Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
 from .baselines import uniform_baseline, uniform_entropy, uniform_position_baseline
-from .guards import shows_behaviour
+from .guards import is_trained_default, shows_behaviour
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
                     previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
