@@ -72,6 +72,17 @@ def _first_slip(got: list[float], slips: dict[str, list[float]]) -> str | None:
     return None
 
 
+def _compare(got: list[float] | str, expected: list[float], slips: dict[str, list[float]],
+             describe: Callable[[int, float], str]) -> str | None:
+    """None when every answer is right; else the slip that explains them all, or the first wrong case described."""
+    if isinstance(got, str):
+        return got
+    wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if not math.isclose(g, e, rel_tol=1e-6)]
+    if not wrong:
+        return None
+    return _first_slip(got, slips) or describe(wrong[0], got[wrong[0]])
+
+
 def _numbers(fn: Callable, cases: list[tuple]) -> list[float] | str:
     """The learner's answers to each case, or what is wrong with their type."""
     got = []
@@ -106,15 +117,11 @@ def check_decode_tokens_per_second(fn: Callable[[ModelConfig, float, int], float
     }
 
     def verify(fn) -> str | None:
-        got = _numbers(fn, cases)
-        if isinstance(got, str):
-            return got
-        if all(math.isclose(g, e, rel_tol=1e-6) for g, e in zip(got, expected)):
-            return None
-        i = next(i for i, (g, e) in enumerate(zip(got, expected)) if not math.isclose(g, e, rel_tol=1e-6))
-        cfg, bw, c = cases[i]
-        return _first_slip(got, slips) or (f"for the {'7B' if cfg is REAL else 'tiny'} config, {bw:.3g} B/s and "
-                                           f"{c} cached tokens: got {got[i]:.4g}, expected {expected[i]:.4g}")
+        def describe(i: int, got: float) -> str:
+            cfg, bw, c = cases[i]
+            return (f"for the {'7B' if cfg is REAL else 'tiny'} config, {bw:.3g} B/s and {c} cached tokens: "
+                    f"got {got:.4g}, expected {expected[i]:.4g}")
+        return _compare(_numbers(fn, cases), expected, slips, describe)
 
     return check(DECODE_TOKENS_PER_SECOND, fn, verify,
                  f"the 7B in bf16 on an H100's 3.35 TB/s: at most {expected[0]:.0f} tokens/s at batch 1; "
@@ -139,14 +146,8 @@ def check_matmul_intensity(fn: Callable[[int, int, int, float], float] | None) -
     }
 
     def verify(fn) -> str | None:
-        got = _numbers(fn, cases)
-        if isinstance(got, str):
-            return got
-        if all(math.isclose(g, e, rel_tol=1e-6) for g, e in zip(got, expected)):
-            return None
-        i = next(i for i, (g, e) in enumerate(zip(got, expected)) if not math.isclose(g, e, rel_tol=1e-6))
-        return _first_slip(got, slips) or (f"matmul_intensity{cases[i]} returned {got[i]:.4g}, "
-                                           f"expected {expected[i]:.4g}")
+        describe = lambda i, got: f"matmul_intensity{cases[i]} returned {got:.4g}, expected {expected[i]:.4g}"
+        return _compare(_numbers(fn, cases), expected, slips, describe)
 
     return check(MATMUL_INTENSITY, fn, verify,
                  f"a 4096 x 4096 bf16 matmul does {expected[0]:.2f} FLOP per byte at batch 1 and "
