@@ -151,3 +151,17 @@ def test_an_int8_model_reads_fewer_bytes_and_keeps_its_top_1(default):
     with torch.no_grad():
         agree = (default(text).argmax(-1) == int8(text).argmax(-1)).float().mean()
     assert agree > 0.9
+
+
+def test_interleaved_runs_take_turns_and_keep_every_run(monkeypatch):
+    ticks = iter([0.0, 1.0, 1.0, 3.0, 3.0, 6.0, 6.0, 10.0])   # a: 1 then 3 s; b: 2 then 4 s
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: next(ticks))
+    order = []
+    times = generation.interleaved_seconds({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=2)
+    assert times == {"a": [1.0, 3.0], "b": [2.0, 4.0]}
+    assert order == ["a", "b", "a", "b", "a", "b"]                # one warm-up each, then turns
+
+
+def test_the_spread_is_the_interquartile_range_over_the_median():
+    assert generation.relative_spread([1.0, 1.0, 1.0]) == 0
+    assert generation.relative_spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((4 - 2) / 3)

@@ -445,13 +445,15 @@ def test_matmul_intensity(capsys):
 
 
 def test_crossover_context(capsys):
-    weights = 2 * (parameter_count(REAL) - REAL.vocab_size * REAL.dim + 8 * REAL.dim)
+    weights = 2 * (parameter_count(REAL) - REAL.vocab_size * REAL.dim + 16 * REAL.dim)
     per_token = 2 * REAL.n_layers * REAL.n_kv_heads * REAL.head_dim * 2
-    accepts(capsys, ex.check_crossover_context, weights / (8 * per_token))
+    accepts(capsys, ex.check_crossover_context, weights / (16 * per_token))
     rejects(capsys, ex.check_crossover_context, weights / per_token, "that is batch 1")
-    rejects(capsys, ex.check_crossover_context, weights / (8 * per_token / 2), "a key AND a value")
-    rejects(capsys, ex.check_crossover_context, weights / (8 * per_token * 4), "8 key/value heads")
-    rejects(capsys, ex.check_crossover_context, parameter_count(REAL) * 2 / (8 * per_token), "whole embedding table")
+    rejects(capsys, ex.check_crossover_context, weights / (16 * per_token / 2), "a key AND a value")
+    rejects(capsys, ex.check_crossover_context, weights / (16 * per_token * 4), "8 key/value heads")
+    rejects(capsys, ex.check_crossover_context, parameter_count(REAL) * 2 / (16 * per_token), "whole embedding table")
+    batch8 = 2 * (parameter_count(REAL) - REAL.vocab_size * REAL.dim + 8 * REAL.dim) / (8 * per_token)
+    rejects(capsys, ex.check_crossover_context, batch8, "16 sequences")
 # ------------------------------------------------------------------ probing and steering (12)
 
 def test_balanced_accuracy(capsys):

@@ -24,7 +24,9 @@ DECODE_TOKENS_PER_SECOND = register(Exercise(
     name="decode_tokens_per_second", notebook="13", difficulty=2, minutes=10,
     task="write decode_tokens_per_second(cfg, bandwidth, context): the most tokens per second a batch-1 decode "
          "step can reach with bf16 weights and a bf16 KV cache already holding `context` tokens, on a device that "
-         "reads `bandwidth` bytes per second",
+         "reads `bandwidth` bytes per second. The step reads exactly: every parameter except the embedding table, "
+         "plus one row (dim values) of that table, at 2 bytes each; and for each cached token its keys and values, "
+         "2 x n_layers x n_kv_heads x head_dim values at 2 bytes each",
     hints=("a step must read every byte it uses once: the weights (the embedding table is a lookup: one row of it), "
            "and the keys and values of every cached token; time >= bytes / bandwidth",
            "bytes = 2 x (every parameter except the embedding table, plus one row of dim) + context x (2 x n_layers x "
@@ -50,13 +52,13 @@ MATMUL_INTENSITY = register(Exercise(
 
 CROSSOVER_CONTEXT = register(Exercise(
     name="crossover_context", notebook="13", difficulty=2, minutes=10, takes_function=False,
-    task="give the context (tokens already cached) at which one decode step of the real 7B at batch 8, bf16 "
+    task="give the context (tokens already cached) at which one decode step of the real 7B at batch 16, bf16 "
          "weights and bf16 cache, reads as many bytes of KV cache as of weights",
     hints=("the weights are read once per step whatever the batch (not the embedding table: one row per sequence); "
            "the KV cache once per sequence, and it grows by 128 KiB per token for each of them",
-           "decode_bytes_per_step(real, 'bf16', 0, batch=8)['weights'] / (8 x kv_bytes_per_token(real))"),
-    solution="crossover_context = decode_bytes_per_step(real, 'bf16', 0, batch=8)['weights'] / "
-             "(8 * kv_bytes_per_token(real))",
+           "decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / (16 x kv_bytes_per_token(real))"),
+    solution="crossover_context = decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / "
+             "(16 * kv_bytes_per_token(real))",
 ))
 
 
@@ -155,14 +157,15 @@ def check_matmul_intensity(fn: Callable[[int, int, int, float], float] | None) -
 
 
 def check_crossover_context(answer: float | None) -> Verdict:
-    """The context where the real 7B's batch-8 decode step reads as much KV cache as weights."""
-    batch = 8
+    """The context where the real 7B's batch-16 decode step reads as much KV cache as weights."""
+    batch = 16
     expected = kv_crossover_context(REAL, "bf16", batch)
     per_token = kv_bytes_per_token(REAL)
     weights = _weights_read(REAL) + (batch - 1) * REAL.dim * 2
     wrong = {
-        kv_crossover_context(REAL, "bf16", 1): "that is batch 1: each of the 8 sequences has its own cache",
-        weights / (batch * per_token / 2): "the cache holds a key AND a value per token: 128 KiB, not 64",
+        kv_crossover_context(REAL, "bf16", 1): "that is batch 1: each of the 16 sequences has its own cache",
+        weights / (batch * per_token / 2): "that counts half the cache: it holds a key AND a value per token (128 KiB, "
+                                           "not 64) for each of the 16 sequences (this is batch 16, not section 6's 8)",
         weights / (batch * kv_bytes_per_token(REAL, gqa=False)):
             "that uses 32 heads: the cache stores the 8 key/value heads (grouped-query attention)",
         weight_bytes(REAL, "bf16") / (batch * per_token):
@@ -176,5 +179,5 @@ def check_crossover_context(answer: float | None) -> Verdict:
         return next((why for value, why in wrong.items() if abs(x - value) <= 1), f"{x:,.0f} tokens is not it")
 
     return check(CROSSOVER_CONTEXT, answer, verify,
-                 f"about {expected:,.0f} tokens: past that, a batch-8 step reads more cache than weights, "
+                 f"about {expected:,.0f} tokens: past that, a batch-16 step reads more cache than weights, "
                  "and a longer context slows every token")

@@ -3,9 +3,10 @@ from .fast_path import FastDecoder, fast_path_applies
 from .fusion import fuse_projections
 from .generate import chat, generate
 from .sampling import sample_next, top_p_filter
-from .speed import (best_seconds, copy_bandwidth, fast_step_seconds, matmul_flop_rate, model_bytes_read_per_step,
-                    plain_step_seconds)
+from .speed import (best_seconds, copy_bandwidth, fast_step, fast_step_seconds, interleaved_seconds, matmul_flop_rate,
+                    model_bytes_read_per_step, plain_step, plain_step_seconds, relative_spread)
 
 __all__ = ["FastDecoder", "best_seconds", "chat", "copy_bandwidth", "fast_path_applies", "fast_step_seconds", "fuse_projections", "generate",
-           "matmul_flop_rate", "model_bytes_read_per_step", "plain_step_seconds", "sample_next",
+           "fast_step", "interleaved_seconds", "matmul_flop_rate", "model_bytes_read_per_step", "plain_step",
+           "plain_step_seconds", "relative_spread", "sample_next",
            "top_p_filter"]

@@ -1,10 +1,10 @@
 """Measuring decode speed on the machine at hand: seconds per step, copy bandwidth, matmul FLOP/s.
 
 Lesson 13 compares what a decode step costs with what it must cost: the bytes it reads divided by the
-memory bandwidth. These functions measure both sides on whatever device the model is on. Every number
-is the fastest of a few runs after a warm-up (the first run pays for allocation and kernel selection):
-other programs on the machine only ever add time, so the fastest run is the closest to what the work
-itself costs. On a GPU the clock is read only after the device has finished (torch.cuda.synchronize):
+memory bandwidth. These functions measure both sides on whatever device the model is on, after a warm-up
+(the first run pays for allocation and kernel selection). best_seconds keeps the fastest run; for comparing
+variants, interleaved_seconds runs them in turn and keeps every run, so that a burst of load on a shared
+machine hits them all alike, and relative_spread says how much the runs disagree. On a GPU the clock is read only after the device has finished (torch.cuda.synchronize):
 kernels run asynchronously, and a clock read after a launch measures the launch, not the work.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..model import KVCache
 from .fast_path import FastDecoder
 from .fusion import fuse_projections
 
-__all__ = ["copy_bandwidth", "fast_step_seconds", "matmul_flop_rate", "best_seconds", "model_bytes_read_per_step",
-           "plain_step_seconds"]
+__all__ = ["copy_bandwidth", "fast_step", "fast_step_seconds", "interleaved_seconds", "matmul_flop_rate", "best_seconds",
+           "model_bytes_read_per_step", "plain_step", "plain_step_seconds", "relative_spread"]
 
 
 def _sync(device: torch.device) -> None:
@@ -31,17 +31,42 @@ def best_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warmup
     """The fewest wall-clock seconds fn() took in `repeats` runs, after `warmup` untimed ones."""
     if repeats <= 0:
         raise ValueError(f"repeats must be positive, got {repeats}")
+    return min(interleaved_seconds({"fn": fn}, repeats, device, warmup)["fn"])
+
+
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def interleaved_seconds(fns: dict[str, Callable[[], object]], repeats: int = 5, device=None,
+                        warmup: int = 1) -> dict[str, list[float]]:
+    """Every timed run of each fn, the fns taking turns (a, b, a, b, ...) after `warmup` untimed runs each.
+
+    Turns, not one fn's runs then the next's: load from other programs comes and goes, and taking turns
+    spreads it over every variant instead of charging it to whichever ran during it.
+    """
+    if repeats <= 0:
+        raise ValueError(f"repeats must be positive, got {repeats}")
     device = torch.device(device or "cpu")
-    for _ in range(warmup):
-        fn()
-    times = []
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            times[name].append(_timed(fn, device))
+    return times
+
+
+def relative_spread(times: list[float]) -> float:
+    """How much repeated runs disagree: the interquartile range over the median (0.2 = 20%)."""
+    q1, median, q3 = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.25, 0.5, 0.75],
+                                                                                      dtype=torch.float64)).tolist()
+    return (q3 - q1) / median
 
 
 def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float:
@@ -90,27 +115,47 @@ def _filled_cache(model, batch: int, context: int, extra: int) -> KVCache:
     return cache
 
 
-@torch.no_grad()
-def plain_step_seconds(model, batch: int = 1, context: int = 16, repeats: int = 5) -> float:
-    """Seconds of one decode step on the readable path (model.forward through a KVCache).
+def plain_step(model, batch: int = 1, context: int = 16, steps: int = 8) -> Callable[[], object]:
+    """A function that runs one decode step on the readable path (model.forward through a KVCache).
 
-    `batch` sequences take one new token each, after `context` tokens already cached.
+    `batch` sequences take one new token each, after `context` tokens already cached; it can be called
+    `steps` times (each call adds a position to the cache).
     """
-    cache = _filled_cache(model, batch, context, repeats + 1)
-    step = torch.full((batch, 1), 1, dtype=torch.long, device=model.device)   # (batch, 1)
-    return best_seconds(lambda: model(step, cache=cache, check_ids=False), repeats, model.device)
+    cache = _filled_cache(model, batch, context, steps)
+    token = torch.full((batch, 1), 1, dtype=torch.long, device=model.device)   # (batch, 1)
+
+    @torch.no_grad()
+    def step():
+        return model(token, cache=cache, check_ids=False)
+    return step
 
 
-@torch.no_grad()
-def fast_step_seconds(model, context: int = 16, repeats: int = 5, use_graph: bool | None = None,
-                      use_compile: bool | None = None) -> float:
-    """Seconds of one FastDecoder.decode step (batch 1) after a `context`-token prompt.
+def fast_step(model, context: int = 16, steps: int = 8, use_graph: bool | None = None,
+              use_compile: bool | None = None) -> Callable[[], object]:
+    """A function that runs one FastDecoder.decode step (batch 1) after a `context`-token prompt.
 
     The model's projections are fused first (fuse_projections, in place, no copy). use_graph and
     use_compile are FastDecoder's switches: None takes its defaults (both on CUDA, neither on a CPU).
-    The warm-up step captures the CUDA graph (and compiles), so it is not timed.
+    Its first call captures the CUDA graph (and compiles): time it after a warm-up.
     """
     fuse_projections(model)
-    decoder = FastDecoder(model, context + repeats + 2, use_graph=use_graph, use_compile=use_compile)
-    decoder.prefill(torch.full((context,), 1, dtype=torch.long))
-    return best_seconds(lambda: decoder.decode(1), repeats, model.device)
+    decoder = FastDecoder(model, context + steps + 1, use_graph=use_graph, use_compile=use_compile)
+    with torch.no_grad():
+        decoder.prefill(torch.full((context,), 1, dtype=torch.long))
+
+    @torch.no_grad()
+    def step():
+        return decoder.decode(1)
+    return step
+
+
+def plain_step_seconds(model, batch: int = 1, context: int = 16, repeats: int = 5) -> float:
+    """Seconds of the fastest of `repeats` plain_step runs, after one warm-up."""
+    return best_seconds(plain_step(model, batch, context, repeats + 1), repeats, model.device)
+
+
+def fast_step_seconds(model, context: int = 16, repeats: int = 5, use_graph: bool | None = None,
+                      use_compile: bool | None = None) -> float:
+    """Seconds of the fastest of `repeats` fast_step runs, after the warm-up that captures the graph."""
+    step = fast_step(model, context, repeats + 1, use_graph, use_compile)
+    return best_seconds(step, repeats, model.device)
