@@ -96,8 +96,8 @@ def random_token_labels(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """Hewitt & Liang's control task: one random 0/1 label per token id, about half of each, (n,) like ids.
 
     The label belongs to the id, so the same id carries the same label in training and in test: a
-    probe scores well on it only by recognising which token it sees. Task accuracy minus control
-    accuracy (selectivity) is what the probe reads beyond token identity.
+    probe scores well on it only by memorising which token it sees. Task accuracy minus control
+    accuracy (selectivity) is the part of the task accuracy that memorising token ids cannot explain.
     """
     distinct = ids.unique()                                                        # (types,)
     generator = torch.Generator().manual_seed(seed)
