@@ -15,5 +15,6 @@ from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonf
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
 from .tasks import CopyTask, corrupted_copy_task
 from .probing import (LinearProbe, PassageWindows, balanced_accuracy, passage_windows, probe_accuracy,
-                      random_passage_labels, residual_stack, shared_token_mask, token_identity_accuracy, train_probe)
-from .steering import UnigramClassifier, greedy_continuations, mean_difference, steered_loss, steering_hooks
+                      random_token_labels, residual_stack, shared_token_mask, token_identity_accuracy, train_probe)
+from .steering import (UnigramClassifier, greedy_continuations, mean_difference, repetition_share, steered_loss,
+                       steering_hooks, word_tokens)

@@ -2,8 +2,8 @@
 
 A probe is a logistic regression trained to read a label from one layer's residual vectors. Its
 held-out accuracy says the label is linearly decodable there, not that the model uses it (Belinkov
-2021), so it is always read against a baseline that sees only the token and a control task whose
-labels carry no information (Hewitt & Liang 2019).
+2022), so it is always read against a baseline that sees only the token and a control task whose
+labels carry no information about the text (Hewitt & Liang 2019).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = ["LinearProbe", "PassageWindows", "balanced_accuracy", "passage_windows", "probe_accuracy",
-           "random_passage_labels", "residual_stack", "shared_token_mask", "token_identity_accuracy",
+           "random_token_labels", "residual_stack", "shared_token_mask", "token_identity_accuracy",
            "train_probe"]
 
 
@@ -92,10 +92,17 @@ def shared_token_mask(tokens: torch.Tensor, label: torch.Tensor) -> torch.Tensor
     return mask
 
 
-def random_passage_labels(passages: int, seed: int = 0) -> torch.Tensor:
-    """A control task: one random 0/1 label per passage, half of each (Hewitt & Liang's idea, per passage)."""
+def random_token_labels(ids: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Hewitt & Liang's control task: one random 0/1 label per token id, about half of each, (n,) like ids.
+
+    The label belongs to the id, so the same id carries the same label in training and in test: a
+    probe scores well on it only by memorising which token it sees. Task accuracy minus control
+    accuracy (selectivity) is the part of the task accuracy that memorising token ids cannot explain.
+    """
+    distinct = ids.unique()                                                        # (types,)
     generator = torch.Generator().manual_seed(seed)
-    return (torch.randperm(passages, generator=generator) < passages // 2).long()  # (passages,)
+    per_type = (torch.randperm(len(distinct), generator=generator) < len(distinct) // 2).long()  # (types,)
+    return per_type[torch.searchsorted(distinct, ids)]                             # (n,)
 
 
 def balanced_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -157,12 +164,13 @@ def probe_accuracy(x: torch.Tensor, labels: torch.Tensor, train: torch.Tensor) -
 
 
 def token_identity_accuracy(ids: torch.Tensor, labels: torch.Tensor, train: torch.Tensor) -> float:
-    """The best any classifier of the current token alone can do, estimated on the held-out rows.
+    """A per-token lookup table from the training counts, scored on the held-out rows.
 
     For each token id, predict the label that was more frequent for it in training, each class's
     counts divided by its size (so both classes weigh the same); ids unseen in training get label 0.
-    This is a bag of tokens with a bag of one: it knows which token is
-    there and nothing about its context.
+    It knows which token is there and nothing about its context. It is not the best a classifier of
+    the current token can do: one that generalises across similar ids (a probe on the embedding) can
+    beat it on ids that were rare or unseen in training.
     """
     size = int(ids.max()) + 1
     counts = torch.zeros(2, size)

@@ -1,9 +1,11 @@
 """Activation steering: add a difference of means to the residual stream while the model runs.
 
-The vector is the mean residual of one class of text minus the mean of the other at one layer
-(Turner et al. 2023 add the difference of two prompts' activations; averaging over many tokens is
-the same idea with less noise). A hook adds `scale` times it at every position the forward pass
-computes, so during cached generation each new token is steered once and nothing is recomputed.
+The vector is the mean residual of one class of text minus the mean of the other at one layer, added
+at every position: the mass-mean shift of Li et al. (2023, Inference-Time Intervention) and the
+Contrastive Activation Addition family (Rimsky et al. 2023). Turner et al.'s ActAdd (2023) differs: it
+takes the difference of one prompt pair position by position and adds it at the front positions only.
+A hook adds `scale` times the vector at every position the forward pass computes, so during cached
+generation each new token is steered once and nothing is recomputed.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import torch.nn.functional as F
 
 from ..model.kv_cache import KVCache
 
-__all__ = ["UnigramClassifier", "greedy_continuations", "mean_difference", "steered_loss", "steering_hooks"]
+__all__ = ["UnigramClassifier", "greedy_continuations", "mean_difference", "repetition_share", "steered_loss",
+           "steering_hooks", "word_tokens"]
 
 
 def mean_difference(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -92,8 +95,38 @@ class UnigramClassifier:
         log_p = (counts / counts.sum(1, keepdim=True)).log()                       # (2, vocab)
         return cls((log_p[1] - log_p[0]).float())
 
-    def score(self, ids: list[int]) -> float:
-        """Mean log-likelihood ratio per token, in nats: > 0 looks like label 1, < 0 like label 0."""
-        if not ids:
+    def score(self, ids: list[int], keep: torch.Tensor | None = None) -> float:
+        """Mean log-likelihood ratio per token, in nats: > 0 looks like label 1, < 0 like label 0.
+
+        keep, a (vocab,) bool mask, scores only the ids it marks (e.g. word_tokens, so that a run of
+        digits is not read as style); nan when no id is left.
+        """
+        ids = torch.tensor(ids, dtype=torch.long)
+        if keep is not None:
+            ids = ids[keep[ids]]
+        if not len(ids):
             return math.nan
-        return float(self.log_ratio[torch.tensor(ids)].mean())
+        return float(self.log_ratio[ids].mean())
+
+    def prefix_scores(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(windows, seq) -> (windows, seq): at position t the mean score of tokens 1..t (BOS left out; 0 at t = 0).
+
+        A bag of the words read so far, the context a residual after block 0 could carry at most if it
+        only summed what attention brought it.
+        """
+        ratios = self.log_ratio[tokens[:, 1:]].cumsum(dim=1)                       # (windows, seq - 1)
+        counts = torch.arange(1, tokens.shape[1], dtype=ratios.dtype)              # (seq - 1,)
+        return torch.cat([torch.zeros(len(tokens), 1), ratios / counts], dim=1)    # (windows, seq)
+
+
+def word_tokens(tok, vocab_size: int) -> torch.Tensor:
+    """(vocab,) True for pieces that hold a letter: digits, punctuation, control and byte pieces are False."""
+    pieces = [tok.id_to_piece(i) for i in range(vocab_size)]
+    return torch.tensor([not p.startswith("<") and any(ch.isalpha() for ch in p) for p in pieces])
+
+
+def repetition_share(ids: list[int], window: int = 4) -> float:
+    """Share of tokens that repeat one of the `window` tokens before them: 0 for varied text, near 1 for a loop."""
+    if len(ids) < 2:
+        return 0.0
+    return sum(ids[i] in ids[max(0, i - window):i] for i in range(1, len(ids))) / (len(ids) - 1)
