@@ -237,6 +237,14 @@ def words():
     return analysis.word_token_ids(me.load_tokenizer(), "\n".join(heldout_sample()))
 
 
+def test_word_token_ids_are_word_initial_pieces_fragments_included(words):
+    """09 calls them word-initial pieces, not words: whole words and starts of longer words both qualify."""
+    tok = me.load_tokenizer()
+    pieces = {tok.id_to_piece(i) for i in words}
+    assert all(piece.startswith("▁") and piece[1:].isalpha() and piece[1:].islower() for piece in pieces)
+    assert {"▁expensive", "▁coun"} <= pieces                      # a whole word and a fragment ("coun-")
+
+
 def test_the_default_performs_the_copy_task_that_09_and_10_patch(default_model, words):
     """Notebooks 09 and 10 patch this very pair: the guard must pass, and the induction heads carry the copy."""
     task = analysis.corrupted_copy_task(words, span=12, j=6, seed=1)

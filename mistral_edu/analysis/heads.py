@@ -116,10 +116,11 @@ def repeated_random_tokens(vocab, batch: int, span: int, seed: int = 0, bos_id: 
 
 
 def word_token_ids(tokenizer, text: str, min_count: int = 1) -> list[int]:
-    """Ids of the pieces that are a whole lower-case English word ("▁house") in text, min_count+ times.
+    """Ids of the word-initial pieces ("▁" then two or more lower-case letters) in text, min_count+ times.
 
-    These are "ordinary English tokens" for the induction test: drawing from them (rather than from
-    the whole vocabulary) keeps the test about copying, not about tokens the model never saw.
+    A piece qualifies whether it is a whole word ("▁house") or the start of a longer one ("▁coun"):
+    drawing from pieces that occur in real text (rather than from the whole vocabulary) keeps the
+    induction test about copying, not about tokens the model never saw.
     """
     counts: dict[int, int] = {}
     for i in tokenizer.encode(text, bos=False):

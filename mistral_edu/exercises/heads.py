@@ -14,6 +14,8 @@ from ..analysis.heads import head_entropy, induction_score, induction_scores, pr
 from .catalogue import Exercise, register
 from .verdict import Verdict, attempt, check, diagnose
 
+TIED = 0.01   # induction scores this close to the best are a tie: which head leads depends on the sample
+
 __all__ = ["check_head_entropy", "check_induction_head", "check_induction_scores", "check_previous_token_scores",
            "model_induction_scores", "repeated_tokens"]
 
@@ -56,7 +58,8 @@ INDUCTION_SCORES = register(Exercise(
 
 INDUCTION_HEAD = register(Exercise(
     name="induction_head", notebook="10", difficulty=3, minutes=25, takes_function=False,
-    task="find the loaded model's strongest induction head on the checker's tokens and give it as (layer, head)",
+    task="find the loaded model's strongest induction head on the checker's tokens and give it as (layer, head) "
+         f"(any head within {TIED} of the best score counts: such a gap is sampling noise)",
     hints=("run the model once on the repeated tokens, score every layer's pattern with your induction_scores, and "
            "take the best of all (layer, head) pairs",
            "model.run_with_cache(tokens, names=lambda n: n.endswith('hook_pattern')); cache['pattern', layer]; stack "
@@ -147,7 +150,11 @@ def model_induction_scores(model, period: int = 20, batch: int = 4, seed: int = 
 
 def check_induction_head(answer: tuple[int, int] | None, model, period: int = 20, batch: int = 4,
                          seed: int = 0) -> Verdict:
-    """answer = (layer, head): the head with the highest induction score on repeated_tokens(...)."""
+    """answer = (layer, head): a head with the highest induction score on repeated_tokens(...), ties included.
+
+    Heads within TIED of the best are accepted: on the embedded default 3.2 and 3.6 differ by about 0.002,
+    and which one leads changes with the sampled tokens.
+    """
 
     def verify(a) -> str | None:
         if not (isinstance(a, tuple) and len(a) == 2 and all(isinstance(i, int) for i in a)):
@@ -156,7 +163,7 @@ def check_induction_head(answer: tuple[int, int] | None, model, period: int = 20
         n_layers, n_heads = scores.shape
         layer, head = a
         best = divmod(int(scores.argmax()), n_heads)
-        if 0 <= layer < n_layers and 0 <= head < n_heads and float(scores[layer, head]) >= float(scores.max()) - 1e-6:
+        if 0 <= layer < n_layers and 0 <= head < n_heads and float(scores[layer, head]) >= float(scores.max()) - TIED:
             return None
         if (head, layer) == best:
             return "you have the right head with layer and head swapped: answer (layer, head)"

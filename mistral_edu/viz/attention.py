@@ -165,11 +165,12 @@ def softmax_temperature_figure(d_values=(16, 128, 1024), seed: int = 0, save=Non
 
 
 def head_scores(scores: dict[str, torch.Tensor], cmap: str = "viridis", vmin: float | None = None,
-                vmax: float | None = None, save=None):
+                vmax: float | None = None, save=None, colorbar_label: str = "score"):
     """One (n_layers, n_heads) heatmap per named score table, side by side; numbers printed on small grids.
 
     cmap, vmin and vmax apply to every table: e.g. vmin=0, vmax=1 for scores that are shares of
     attention, or cmap="RdBu" with vmin=-vmax for signed effects such as direct logit attribution.
+    colorbar_label names the unit of the colour, e.g. "nats of logit difference".
     """
     n_layers, n_heads = next(iter(scores.values())).shape
     panel_width = min(9.0, 1.8 + 0.32 * n_heads)
@@ -185,7 +186,7 @@ def head_scores(scores: dict[str, torch.Tensor], cmap: str = "viridis", vmin: fl
         ax.set_xlabel("head")
         ax.set_ylabel("layer")
         ax.set_title(name, fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.8)
+        fig.colorbar(image, ax=ax, shrink=0.8, label=colorbar_label)
     return finish(fig, save)
 
 

@@ -10,11 +10,11 @@ LINE_STYLES = ({"linewidth": 2.6, "linestyle": "-"}, {"linewidth": 1.8, "linesty
                {"linewidth": 1.4, "linestyle": "--"}, {"linewidth": 1.2, "linestyle": ":"})
 
 
-def logit_lens_heatmap(lens, labels: list[str], tokenizer=None, save=None):
+def logit_lens_heatmap(lens, labels: list[str], tokenizer=None, save=None, row_labels: list[str] | None = None):
     """Rows (embed, layer 0..) x positions: colour = probability of the row's top token (or of the target).
 
     Each cell names its top token when a tokenizer is given and the grid is small enough to read.
-    labels: one per position of the lens (the input tokens there).
+    labels: one per position of the lens (the input tokens there); row_labels replace lens.rows on the y axis.
     """
     probs, ids = lens.top(1)                                                     # (rows, positions, 1)
     shown = lens.target_probs if lens.target is not None else probs[..., 0]
@@ -29,7 +29,7 @@ def logit_lens_heatmap(lens, labels: list[str], tokenizer=None, save=None):
                 piece = printable(tokenizer.id_to_piece(int(ids[r, c, 0])), 8)
                 ax.text(c, r, piece, ha="center", va="center", fontsize=6, color=text_colour_on(image, shown[r, c]))
     ax.set_xticks(range(n_pos), labels, rotation=90, fontsize=label_font_size(n_pos))
-    ax.set_yticks(range(n_rows), lens.rows, fontsize=7)
+    ax.set_yticks(range(n_rows), row_labels or lens.rows, fontsize=7)
     ax.set_xlabel("input token at the position")
     what = "p(target)" if lens.target is not None else "p(top token)"
     fig.colorbar(image, ax=ax, shrink=0.8, label=what)
@@ -37,10 +37,12 @@ def logit_lens_heatmap(lens, labels: list[str], tokenizer=None, save=None):
     return finish(fig, save)
 
 
-def position_layer_heatmap(values: torch.Tensor, layers, position_labels, title: str, save=None):
+def position_layer_heatmap(values: torch.Tensor, layers, position_labels, title: str, save=None,
+                           ylabel: str = "layer", colorbar_label: str = "share restored"):
     """A (layers, positions) table, e.g. the share of a clean result restored by patching there.
 
     Centred on 0 (white) in red and blue, at least -1..1, so that 1 (fully restored) always looks the same.
+    ylabel says what a row is (e.g. "stream entering layer"); colorbar_label the unit of the colour.
     """
     values = values.float().cpu().numpy()                                        # (layers, positions)
     fig = new_figure(2.2 + 0.55 * len(position_labels), 1.4 + 0.32 * len(layers))
@@ -52,9 +54,9 @@ def position_layer_heatmap(values: torch.Tensor, layers, position_labels, title:
     ax.set_xticks(range(len(position_labels)), [printable(p) for p in position_labels], rotation=60, fontsize=8)
     ax.set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=8)
     ax.set_xlabel("position (token)")
-    ax.set_ylabel("layer")
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.046, label="share restored")
+    fig.colorbar(image, ax=ax, fraction=0.046, label=colorbar_label)
     return finish(fig, save)
 
 
