@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import mistral_edu as me
-from mistral_edu import analysis
+from mistral_edu import analysis, generation
 from mistral_edu.default import heldout_labelled, heldout_sample
 from mistral_edu.default.corpus import quotation_spans
 
@@ -165,7 +165,7 @@ def test_greedy_continuations_equal_generate_row_by_row_with_a_hook(model):
     prompts = torch.tensor([[1, 415, 907], [1, 661, 349]])
     hooks = analysis.steering_hooks(1, torch.randn(model.cfg.dim), 1.0)
     with model.hooks(hooks):
-        batched = analysis.greedy_continuations(model, prompts, max_new_tokens=12)
+        batched = generation.greedy_continuations(model, prompts, max_new_tokens=12)
         one_by_one = [me.generate(model, row, max_new_tokens=12) for row in prompts.tolist()]
     assert batched == one_by_one
 
@@ -235,7 +235,7 @@ def test_steering_raises_the_style_of_generated_words_until_the_text_loops(setup
         scores, repeated = [], []
         for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25):
             with model.hooks(analysis.steering_hooks(layer, vector, alpha)):
-                texts = analysis.greedy_continuations(model, prompts, max_new_tokens=24)
+                texts = generation.greedy_continuations(model, prompts, max_new_tokens=24)
             scores.append(classifier.score([i for t in texts for i in t], keep=words))
             repeated.append(sum(analysis.repetition_share(t) for t in texts) / len(texts))
         useful = next((k for k, r in enumerate(repeated) if r > 0.10), len(repeated))

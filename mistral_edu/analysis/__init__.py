@@ -16,5 +16,5 @@ from .patching import PatchingResult, logit_difference, patch_heads, patch_resid
 from .tasks import CopyTask, corrupted_copy_task
 from .probing import (LinearProbe, PassageWindows, balanced_accuracy, passage_windows, probe_accuracy,
                       random_token_labels, residual_stack, shared_token_mask, token_identity_accuracy, train_probe)
-from .steering import (UnigramClassifier, greedy_continuations, mean_difference, repetition_share, steered_loss,
+from .steering import (UnigramClassifier, mean_difference, repetition_share, steered_loss,
                        steering_hooks, word_tokens)

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..model.kv_cache import KVCache
 
-__all__ = ["UnigramClassifier", "greedy_continuations", "mean_difference", "repetition_share", "steered_loss",
+__all__ = ["UnigramClassifier", "mean_difference", "repetition_share", "steered_loss",
            "steering_hooks", "word_tokens"]
 
 
@@ -42,26 +41,6 @@ def steering_hooks(layer: int, vector: torch.Tensor, scale: float, point: str = 
             return torch.cat([x[:, :1], x[:, 1:] + shift], dim=1)
         return x + shift
     return [(f"layers.{layer}.{point}", add)]
-
-
-@torch.no_grad()
-def greedy_continuations(model, prompts: torch.Tensor, max_new_tokens: int, eos_id: int = 2) -> list[list[int]]:
-    """Greedy continuations of equal-length prompts (batch, prompt), all rows at once through one KV cache.
-
-    The same steps as me.generate (prefill once, then one position per token), batched so that
-    comparing many steering scales costs one forward pass per token, not one per prompt and token.
-    Each row is cut after its first EOS, as generate would stop there.
-    """
-    cache = KVCache.for_model(model, batch=prompts.shape[0], max_seq_len=prompts.shape[1] + max_new_tokens)
-    logits = model(prompts.to(model.device), cache=cache, last_only=True)[:, -1]  # (batch, vocab)
-    new = []
-    for step in range(max_new_tokens):
-        token = logits.argmax(-1, keepdim=True)                                    # (batch, 1)
-        new.append(token)
-        if step + 1 < max_new_tokens:
-            logits = model(token, cache=cache, check_ids=False)[:, -1]             # (batch, vocab)
-    rows = torch.cat(new, dim=1).tolist()                                          # (batch, max_new_tokens)
-    return [row[:row.index(eos_id) + 1] if eos_id in row else row for row in rows]
 
 
 @torch.no_grad()

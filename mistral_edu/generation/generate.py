@@ -1,4 +1,5 @@
-"""generate and chat: prefill the prompt once, then one token at a time through the KV cache."""
+"""generate and chat: prefill the prompt once, then one token at a time through the KV cache (greedy_continuations:
+the same for a batch of equal-length prompts)."""
 from __future__ import annotations
 
 from typing import Callable
@@ -66,6 +67,26 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
         if (stop_at_eos and token == eos_id) or len(new) == max_new_tokens:
             return new
         logits = path.decode(token)                                              # (1, vocab)
+
+
+@torch.no_grad()
+def greedy_continuations(model, prompts: torch.Tensor, max_new_tokens: int, eos_id: int = 2) -> list[list[int]]:
+    """Greedy continuations of equal-length prompts (batch, prompt), all rows at once through one KV cache.
+
+    The same steps as me.generate (prefill once, then one position per token), batched so that
+    comparing many steering scales costs one forward pass per token, not one per prompt and token.
+    Each row is cut after its first EOS, as generate would stop there.
+    """
+    cache = KVCache.for_model(model, batch=prompts.shape[0], max_seq_len=prompts.shape[1] + max_new_tokens)
+    logits = model(prompts.to(model.device), cache=cache, last_only=True)[:, -1]  # (batch, vocab)
+    new = []
+    for step in range(max_new_tokens):
+        token = logits.argmax(-1, keepdim=True)                                    # (batch, 1)
+        new.append(token)
+        if step + 1 < max_new_tokens:
+            logits = model(token, cache=cache, check_ids=False)[:, -1]             # (batch, vocab)
+    rows = torch.cat(new, dim=1).tolist()                                          # (batch, max_new_tokens)
+    return [row[:row.index(eos_id) + 1] if eos_id in row else row for row in rows]
 
 
 def _check_decoder(decoder: FastDecoder | None, model, total: int) -> None:
