@@ -35,6 +35,7 @@ suppress_warnings = ["myst.header"]   # lessons' headings may skip a level; the 
 
 # MathJax 3 from the site's own _static/mathjax (copied at the end of the build, see setup below).
 mathjax_path = "mathjax/tex-chtml.js"
+# The views (class me-view) draw their own text, token pieces included: MathJax leaves it as it is.
 mathjax3_config = {"options": {"ignoreHtmlClass": "tex2jax_ignore|mathjax_ignore|me-view"}}
 
 html_theme = "sphinx_book_theme"
