@@ -122,17 +122,16 @@ def chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temp
     ids = tokenizer.encode_chat(messages)
     if messages[-1]["role"] != "user":
         raise ValueError("the last message must be the user's: the model answers it")
-    shown = ""
-    produced: list[int] = []
+    text = tokenizer.streaming_decoder()    # holds back a multi-byte character until its last byte arrives
 
     def on_token(token: int) -> None:
-        nonlocal shown
-        produced.append(token)
-        text = tokenizer.decode(produced)
-        if stream is not None and len(text) > len(shown):
-            stream(text[len(shown):])
-        shown = text
+        new = text.push(token)
+        if stream is not None and new:
+            stream(new)
 
     generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
              stream=on_token, eos_id=tokenizer.eos_id)
-    return tokenizer.decode(produced)
+    rest = text.finish()
+    if stream is not None and rest:
+        stream(rest)
+    return text.shown
