@@ -1,7 +1,9 @@
-"""Every checker names the specific mistake of at least three conceptual wrong answers, and accepts
-other right answers than the revealed solution."""
+"""Every checker names the specific mistake of at least five conceptual wrong answers, and accepts
+other right answers than the revealed solution, in the natural forms (tensor, numpy, list; Python,
+numpy and 0-d torch numbers)."""
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,21 @@ def rejects(capsys, checker, answer, words, *args):
     out = capsys.readouterr().out
     assert not ok and out.startswith("not solved yet"), out
     assert words in out, out
+    assert "checker itself failed" not in out, out
+
+
+def as_numpy(fn):
+    return lambda *a: np.asarray(fn(*a))
+
+
+def as_list(fn):
+    return lambda *a: fn(*a).tolist()
+
+
+def accepts_every_form(capsys, checker, fn, *args):
+    """A right tensor answer passes as a tensor, a numpy array and a nested list."""
+    for form in (fn, as_numpy(fn), as_list(fn)):
+        accepts(capsys, checker, form, *args)
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +55,26 @@ def tok():
 # ------------------------------------------------------------------ tokenizer (01)
 
 def test_chat_ids(capsys, tok):
-    def by_hand(messages, bos_each=False, eos=True, system_turn=False):
+    def by_hand(messages, bos_each=False, eos=True, system_turn=False, last=False, joiner="\n\n"):
         system = messages[0]["content"] if messages[0]["role"] == "system" and not system_turn else None
         turns = messages[1:] if system else messages
+        users = [i for i, m in enumerate(turns) if m["role"] in ("user", "system")]
+        target = users[-1] if last else 0
         ids = [tok.bos_id]
         for i, m in enumerate(turns):
             if m["role"] in ("user", "system"):
-                content = f"{system}\n\n{m['content']}" if i == 0 and system else m["content"]
+                content = f"{system}{joiner}{m['content']}" if i == target and system else m["content"]
                 ids += tok.encode(f"[INST] {content} [/INST]", bos=bos_each)
             else:
                 ids += tok.encode(m["content"], bos=bos_each) + ([tok.eos_id] if eos else [])
         return ids
 
     accepts(capsys, ex.check_chat_ids, by_hand, tok)
+    accepts(capsys, ex.check_chat_ids, lambda m: torch.tensor(by_hand(m)), tok)
+    accepts(capsys, ex.check_chat_ids, lambda m: np.array(by_hand(m)), tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, last=True), "LAST user message", tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, joiner="\n"), "blank line", tok)
+    rejects(capsys, ex.check_chat_ids, lambda m: " ".join(map(str, by_hand(m))), "list of ints", tok)
     rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m)[1:], "BOS = 1", tok)
     rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, bos_each=True), "BOS comes once", tok)
     rejects(capsys, ex.check_chat_ids, lambda m: by_hand(m, eos=False), "end with EOS", tok)
@@ -65,6 +89,10 @@ def test_bytes_to_text(capsys):
     rejects(capsys, ex.check_bytes_to_text, lambda p: "".join(p), "names of bytes")
     rejects(capsys, ex.check_bytes_to_text,
             lambda p: "".join(bytes([int(x[3:5], 16)]).decode("utf-8", "replace") for x in p), "one at a time")
+    rejects(capsys, ex.check_bytes_to_text,
+            lambda p: "".join(bytes([int(x[3:5], 16)]).decode("utf-8", "ignore") for x in p), "dropped the errors")
+    rejects(capsys, ex.check_bytes_to_text, lambda p: "".join(x[3:5] for x in p), "hexadecimal")
+    rejects(capsys, ex.check_bytes_to_text, lambda p: [int(x[3:5], 16) for x in p], "as a str")
 
 
 # ------------------------------------------------------------------ memory (00, 04, 05, 07)
@@ -76,6 +104,10 @@ def test_weight_gib(capsys):
     rejects(capsys, ex.check_weight_gib, n * 4 / 2**30, "float32")
     rejects(capsys, ex.check_weight_gib, n / 2**30, "counts parameters")
     rejects(capsys, ex.check_weight_gib, n * 2, "that is bytes")
+    rejects(capsys, ex.check_weight_gib, n * 2 / 2**20, "MiB")
+    rejects(capsys, ex.check_weight_gib, "13.49", "a Python, numpy or 0-d torch number")
+    accepts(capsys, ex.check_weight_gib, np.float64(n * 2 / 2**30))
+    accepts(capsys, ex.check_weight_gib, torch.tensor(n * 2 / 2**30))
 
 
 def test_tokens_that_fit(capsys):
@@ -85,6 +117,10 @@ def test_tokens_that_fit(capsys):
     rejects(capsys, ex.check_tokens_that_fit, free // (2 * 32 * 32 * 128 * 2), "8 key/value heads")
     rejects(capsys, ex.check_tokens_that_fit, free // (2 * 8 * 128 * 2), "32 layers")
     rejects(capsys, ex.check_tokens_that_fit, 24 * 2**30 // (2 * 32 * 8 * 128 * 2), "subtract them")
+    rejects(capsys, ex.check_tokens_that_fit, math.ceil(free / (2 * 32 * 8 * 128 * 2)), "rounded up")
+    rejects(capsys, ex.check_tokens_that_fit, free / (2 * 32 * 8 * 128 * 2), "exact quotient")
+    accepts(capsys, ex.check_tokens_that_fit, np.int64(free // (2 * 32 * 8 * 128 * 2)))
+    accepts(capsys, ex.check_tokens_that_fit, torch.tensor(free // (2 * 32 * 8 * 128 * 2)))
 
 
 def test_kv_bytes_per_token(capsys):
@@ -95,20 +131,34 @@ def test_kv_bytes_per_token(capsys):
     rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, 1), "forgot bytes_per_value")
     rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) * c.n_heads // c.n_kv_heads, "n_kv_heads")
     rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) // c.n_layers, "one layer")
+    rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) * 8, "bits")
     rejects(capsys, ex.check_kv_bytes_per_token, lambda c, b: right(c, b) + 1, "expected")
+    accepts(capsys, ex.check_kv_bytes_per_token, lambda c, b: np.prod([2, c.n_layers, c.n_kv_heads, c.head_dim, b]))
+    accepts(capsys, ex.check_kv_bytes_per_token, lambda c, b: torch.tensor(right(c, b)))
 
 
 def test_kv_cache_bytes(capsys):
-    right = lambda c, ctx, b, nb: 2 * c.n_layers * c.n_kv_heads * c.head_dim * ctx * b * nb
+    kept = lambda c, ctx: min(ctx, c.sliding_window) if c.sliding_window else ctx
+    right = lambda c, ctx, b, nb: 2 * c.n_layers * c.n_kv_heads * c.head_dim * kept(c, ctx) * b * nb
     accepts(capsys, ex.check_kv_cache_bytes, right)
+    accepts(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: me.memory.kv_cache_bytes(
+        c, ctx, b, {1: "fp8", 2: "bf16", 4: "fp32"}[nb]))
+    accepts(capsys, ex.check_kv_cache_bytes,
+            lambda c, ctx, b, nb: np.prod([2, c.n_layers, c.n_kv_heads, c.head_dim, kept(c, ctx), b, nb]))
+    no_window = lambda c, ctx, b, nb: 2 * c.n_layers * c.n_kv_heads * c.head_dim * ctx * b * nb
+    rejects(capsys, ex.check_kv_cache_bytes, no_window, "ignored the sliding window")
+    rejects(capsys, ex.check_kv_cache_bytes,
+            lambda c, ctx, b, nb: 2 * c.n_layers * c.n_kv_heads * c.head_dim * (c.sliding_window or ctx) * b * nb,
+            "shorter than the window")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, 1, nb), "forgot the batch")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) // 2, "K-and-V factor of 2")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, 2), "hard-coded 2 bytes")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, 1), "forgot bytes_per_value")
     rejects(capsys, ex.check_kv_cache_bytes,
-            lambda c, ctx, b, nb: 2 * c.n_layers * c.n_heads * c.head_dim * ctx * b * nb, "n_kv_heads")
+            lambda c, ctx, b, nb: 2 * c.n_layers * c.n_heads * c.head_dim * kept(c, ctx) * b * nb, "n_kv_heads")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) * 8, "bits")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) // c.n_layers, "one layer")
-    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, 1, nb), "expected")
+    rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: right(c, ctx, b, nb) + 1, "expected")
     rejects(capsys, ex.check_kv_cache_bytes, lambda c, ctx, b, nb: str(right(c, ctx, b, nb)), "a number")
 
 
@@ -118,6 +168,9 @@ def test_weight_bytes(capsys):
     rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8 / 2**30, "GiB")
     rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8 / 1e9, "GB")
     rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * 2, "always 2 bytes")
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * math.ceil(bits / 8), "whole bytes")
+    rejects(capsys, ex.check_weight_bytes, lambda n, bits: n * bits / 8 + 1, "expected")
+    accepts(capsys, ex.check_weight_bytes, lambda n, bits: np.float32(n) * np.float64(bits) / 8)
 
 
 def test_block_parameters(capsys):
@@ -128,12 +181,23 @@ def test_block_parameters(capsys):
     rejects(capsys, ex.check_block_parameters,
             lambda c: 4 * c.dim * c.n_heads * c.head_dim + 3 * c.dim * c.hidden_dim + 2 * c.dim, "n_kv_heads")
     rejects(capsys, ex.check_block_parameters, lambda c: right(c) - c.dim * c.hidden_dim, "three")
+    rejects(capsys, ex.check_block_parameters, lambda c: right(c) - 3 * c.dim * c.hidden_dim + 12 * c.dim * c.dim,
+            "not 4 x dim")
+    rejects(capsys, ex.check_block_parameters,
+            lambda c: 2 * c.dim * c.dim + 2 * c.dim * c.n_kv_heads * c.head_dim + 3 * c.dim * c.hidden_dim + 2 * c.dim,
+            "need not be dim x dim")
+    rejects(capsys, ex.check_block_parameters, lambda c: right(c) + c.vocab_size * c.dim, "embedding table")
+    rejects(capsys, ex.check_block_parameters, lambda c: right(c) - c.dim, "one RMSNorm gain")
+    accepts(capsys, ex.check_block_parameters, lambda c: np.int64(right(c)))
 
 
 # ------------------------------------------------------------------ RMSNorm (02, 10)
 
 def test_rms_norm(capsys):
     accepts(capsys, ex.check_rms_norm, rms_norm)
+    accepts(capsys, ex.check_rms_norm, as_numpy(rms_norm))
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x / (x.pow(2).mean(-1, keepdim=True) + e) * w,
+            "without its square root")
     accepts(capsys, ex.check_rms_norm, lambda x, w, e: F.rms_norm(x.float(), (x.shape[-1],), eps=e).type_as(x) * w)
     no_float32 = lambda x, w, e: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + e) * w
     rejects(capsys, ex.check_rms_norm, no_float32, "overflows float16")
@@ -147,7 +211,7 @@ def test_rms_norm(capsys):
             "eps is outside the root")
     rejects(capsys, ex.check_rms_norm, lambda x, w, e: x * torch.rsqrt(x.pow(2).mean(0, keepdim=True) + e) * w,
             "wrong dimension")
-    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x.abs(), "differ")
+    rejects(capsys, ex.check_rms_norm, lambda x, w, e: x.abs(), "elements differ; the worst is element")
 
 
 def test_normalized_length(capsys):
@@ -155,19 +219,25 @@ def test_normalized_length(capsys):
     rejects(capsys, ex.check_normalized_length, 1.0, "root-mean-square")
     rejects(capsys, ex.check_normalized_length, 4096, "squared length")
     rejects(capsys, ex.check_normalized_length, 1 / 64, "does not shrink")
+    rejects(capsys, ex.check_normalized_length, 63.992, "not it")
+    rejects(capsys, ex.check_normalized_length, math.sqrt(128), "embedded default's dim")
+    rejects(capsys, ex.check_normalized_length, math.sqrt(2048), "halves the squared length")
+    accepts(capsys, ex.check_normalized_length, np.sqrt(np.float32(REAL.dim)))
+    accepts(capsys, ex.check_normalized_length, 64 / math.sqrt(1 + 1e-5))
 
 
 # ------------------------------------------------------------------ RoPE (03, 10)
 
-def rope_neighbours(x, positions, theta, sign=1.0, start=None, interleave=True):
+def rope_neighbours(x, positions, theta, sign=1.0, start=None, interleave=True, angle_dtype=torch.float64):
     hd = x.shape[-1]
-    inv = theta ** (-torch.arange(0, hd, 2).double() / hd)
-    pos = positions.double() if start is None else torch.arange(start, start + x.shape[1]).double()
+    inv = theta ** (-torch.arange(0, hd, 2).to(angle_dtype) / hd)
+    pos = positions.to(angle_dtype) if start is None else torch.arange(start, start + x.shape[1]).to(angle_dtype)
     ang = sign * pos[:, None] * inv                          # (seq, hd/2)
-    cos, sin = ang.cos()[None, :, None].float(), ang.sin()[None, :, None].float()
-    a, b = x[..., 0::2], x[..., 1::2]
+    cos, sin = ang.cos()[None, :, None], ang.sin()[None, :, None]
+    a, b = x[..., 0::2].to(cos.dtype), x[..., 1::2].to(cos.dtype)
     a2, b2 = a * cos - b * sin, a * sin + b * cos
-    return torch.stack([a2, b2], -1).flatten(-2) if interleave else torch.cat([a2, b2], -1)
+    out = torch.stack([a2, b2], -1).flatten(-2) if interleave else torch.cat([a2, b2], -1)
+    return out.to(x.dtype)
 
 
 def test_rope(capsys):
@@ -176,8 +246,13 @@ def test_rope(capsys):
     rejects(capsys, ex.check_rope, rotate_half_rope, "rotate-half")
     rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, sign=-1.0), "wrong way")
     rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, start=0), "ignores the positions")
-    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, 1e4), "theta is 1e4")
-    rejects(capsys, ex.check_rope, lambda x, p, t: x, "differ")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, 1e4), "hard-coded to 1e4")
+    rejects(capsys, ex.check_rope, lambda x, p, t: x, "elements differ")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, 1e6), "hard-coded to 1e6")
+    in_x_dtype = lambda x, p, t: rope_neighbours(x, p, t, angle_dtype=x.dtype)
+    rejects(capsys, ex.check_rope, in_x_dtype, "bfloat16 keeps 8 bits")
+    rejects(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x.float(), p, t), "bfloat16 out")
+    accepts(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, angle_dtype=torch.float32))
 
 
 def test_rotate_half_reference_is_the_hugging_face_formula():
@@ -200,9 +275,18 @@ def test_rope_rotate_half(capsys):
         cos, sin = torch.cat([r.real, r.real], -1), torch.cat([r.imag, r.imag], -1)
         return x * cos + torch.cat([x[..., d // 2:], x[..., :d // 2]], -1) * sin
     rejects(capsys, ex.check_rope_rotate_half, no_minus, "minus")
-    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, torch.arange(6), t),
+    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, torch.arange(x.shape[0]), t),
             "ignores the positions")
     rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, p, 1e6), "hard-coded")
+
+    def half_form(x, p, t, interleave=False, sign=1.0):
+        d = x.shape[-1]
+        r = rope_rotations(p, d, t)
+        rep = (lambda a: a.repeat_interleave(2, -1)) if interleave else (lambda a: torch.cat([a, a], -1))
+        return x * rep(r.real) + sign * torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * rep(r.imag)
+    accepts_every_form(capsys, ex.check_rope_rotate_half, half_form)
+    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: half_form(x, p, t, interleave=True), "side by side")
+    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: half_form(x, p, t, sign=-1.0), "wrong way")
 
 
 def test_wavelength(capsys):
@@ -210,6 +294,12 @@ def test_wavelength(capsys):
     rejects(capsys, ex.check_wavelength, lambda i, d, t: t ** (2 * i / d), "2 * pi")
     rejects(capsys, ex.check_wavelength, lambda i, d, t: t ** (-2 * i / d), "frequency")
     rejects(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (i / d), "exponent")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: math.pi * t ** (2 * i / d), "half a turn")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: 360 * t ** (2 * i / d), "degrees")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (-2 * i / d), "DIVIDED")
+    rejects(capsys, ex.check_wavelength, lambda i, d, t: "long", "a Python, numpy or 0-d torch number")
+    accepts(capsys, ex.check_wavelength, lambda i, d, t: np.float64(2 * np.pi * t ** (2 * i / d)))
+    accepts(capsys, ex.check_wavelength, lambda i, d, t: torch.tensor(2 * math.pi * t ** (2 * i / d), dtype=torch.float64))
 
 
 # ------------------------------------------------------------------ feed-forward (05)
@@ -221,44 +311,61 @@ def test_swiglu(capsys):
     rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: right(x, w3, w2, w1), "w1 and w3 are swapped")
     rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (torch.relu(x @ w1.T) * (x @ w3.T)) @ w2.T, "ReLU")
     rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.silu(x @ w1.T) @ w2.T, "no gating")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (torch.sigmoid(x @ w1.T) * (x @ w3.T)) @ w2.T, "plain sigmoid")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (F.gelu(x @ w1.T) * (x @ w3.T)) @ w2.T, "GELU")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.silu((x @ w1.T) * (x @ w3.T)) @ w2.T, "after the product")
+    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (F.silu(x @ w1.T) + (x @ w3.T)) @ w2.T, "added")
+    accepts_every_form(capsys, ex.check_swiglu, right)
 
 
 # ------------------------------------------------------------------ attention (04, 06, 10)
 
-def causal(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf):
+def causal(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf, divisor=None):
     s = q.shape[0]
-    scores = q @ k.T / (math.sqrt(q.shape[-1]) if scale else 1.0)
+    scores = q @ k.T / (divisor(q.shape[-1]) if divisor else math.sqrt(q.shape[-1]) if scale else 1.0)
     return scores.masked_fill(torch.ones(s, s, dtype=torch.bool).triu(diagonal), fill).softmax(dim) @ v
 
 
 def test_causal_attention(capsys):
     accepts(capsys, ex.check_causal_attention, causal)
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.softmax(q @ k.T / 4, -1) @ v, "no causal mask")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), -1) @ v,
+            "no causal mask")
     rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, scale=False), "sqrt")
     rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0),
             "the first row is NaN: your mask hides the diagonal")
     rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0, fill=-1e9),
             "hides the diagonal as well")
     rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.nan_to_num(causal(q, k, v, dim=0)), "queries")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, divisor=lambda d: d), "1/head_dim")
+    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=2), "one diagonal too far")
+    rejects(capsys, ex.check_causal_attention,
+            lambda q, k, v: (q @ k.T / math.sqrt(q.shape[-1])).masked_fill(
+                torch.ones(q.shape[0], q.shape[0], dtype=torch.bool).tril(-1), -math.inf).softmax(-1) @ v, "hid the past")
+    accepts_every_form(capsys, ex.check_causal_attention, causal)
 
 
 def test_repeat_kv(capsys):
     accepts(capsys, ex.check_repeat_kv,
             lambda x, n: x[:, :, :, None].expand(*x.shape[:3], n, x.shape[-1]).reshape(*x.shape[:2], -1, x.shape[-1]))
-    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat(1, 1, n, 1), ".repeat")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat(1, 1, n, 1), "tiled")
     rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(n, dim=1), "along the sequence")
     rejects(capsys, ex.check_repeat_kv, lambda x, n: x, "unrepeated")
     rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(x.shape[2], dim=2), "n_kv_heads times")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(n, dim=-1), "along head_dim")
+    rejects(capsys, ex.check_repeat_kv, lambda x, n: x[:, :, :, None].expand(*x.shape[:3], n, x.shape[-1]),
+            "new dimension")
+    accepts_every_form(capsys, ex.check_repeat_kv, lambda x, n: x.repeat_interleave(n, dim=2))
 
 
-def decode_step(q, k_new, v_new, k_cache, v_cache, append=True, scale=True, interleave=True):
+def decode_step(q, k_new, v_new, k_cache, v_cache, append=True, scale=True, interleave=True, softmax_dim=-1,
+                divisor=None):
     k = torch.cat([k_cache, k_new[None]]) if append else k_cache
     v = torch.cat([v_cache, v_new[None]]) if append else v_cache
     n_rep = q.shape[0] // k.shape[1]
     kr = k.repeat_interleave(n_rep, 1) if interleave else k.repeat(1, n_rep, 1)
     vr = v.repeat_interleave(n_rep, 1) if interleave else v.repeat(1, n_rep, 1)
-    scores = torch.einsum("hd,khd->hk", q, kr) / (math.sqrt(q.shape[-1]) if scale else 1.0)
-    z = torch.einsum("hk,khd->hd", scores.softmax(-1), vr)
+    scores = torch.einsum("hd,khd->hk", q, kr) / (divisor or (math.sqrt(q.shape[-1]) if scale else 1.0))
+    z = torch.einsum("hk,khd->hd", scores.softmax(softmax_dim), vr)
     return z, torch.cat([k_cache, k_new[None]]), torch.cat([v_cache, v_new[None]])
 
 
@@ -266,10 +373,14 @@ def test_decode_step(capsys):
     accepts(capsys, ex.check_decode_step, decode_step)
     rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, append=False), "attend to itself")
     rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, scale=False), "sqrt(head_dim)")
-    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, interleave=False), "repeat_interleave")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, interleave=False), "tiled")
     rejects(capsys, ex.check_decode_step, lambda q, kn, vn, kc, vc: (decode_step(q, kn, vn, kc, vc)[0], kc, vc),
             "returned cache is wrong")
     rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a)[0], "three things")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, softmax_dim=0), "over the heads")
+    rejects(capsys, ex.check_decode_step, lambda *a: decode_step(*a, divisor=a[0].shape[-1]), "divided by head_dim")
+    accepts(capsys, ex.check_decode_step, lambda *a: tuple(t.numpy() for t in decode_step(*a)))
+    accepts(capsys, ex.check_decode_step, lambda *a: list(decode_step(*a)))
 
 
 # ------------------------------------------------------------------ generation (06)
@@ -278,8 +389,12 @@ def test_rolling_slot(capsys):
     accepts(capsys, ex.check_rolling_slot, lambda pos, w: pos % w)
     rejects(capsys, ex.check_rolling_slot, lambda pos, w: min(pos, w - 1), "wraps round")
     rejects(capsys, ex.check_rolling_slot, lambda pos, w: (pos + 1) % w, "off by one")
-    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos // w, "remainder")
-    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos, "does not exist")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos // w, "left over")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos, "no slot `window`")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos % w + 1, "count from 0")
+    rejects(capsys, ex.check_rolling_slot, lambda pos, w: pos % (w - 1), "not `window - 1`")
+    accepts(capsys, ex.check_rolling_slot, lambda pos, w: np.int64(pos) % w)
+    accepts(capsys, ex.check_rolling_slot, lambda pos, w: torch.tensor(pos) % w)
 
 
 def test_top_p(capsys):
@@ -303,7 +418,22 @@ def test_top_p(capsys):
     rejects(capsys, ex.check_top_p, inclusive, "crosses p")
     rejects(capsys, ex.check_top_p, lambda probs, p: probs * (top_p_filter(probs, p) > 0), "sum to 1")
     rejects(capsys, ex.check_top_p, lambda probs, p: top_p_filter(probs, p).sort(descending=True).values, "out of place")
-    rejects(capsys, ex.check_top_p, lambda probs, p: probs, "top_p=0.5")
+    rejects(capsys, ex.check_top_p, lambda probs, p: probs, "with p=0.5")
+
+    def before_le(probs, p):
+        s, o = probs.sort(descending=True)
+        s = torch.where(s.cumsum(-1) - s <= p, s, torch.zeros_like(s))
+        kept = torch.zeros_like(probs).scatter(-1, o, s)
+        return kept / kept.sum()
+    rejects(capsys, ex.check_top_p, before_le, "strictly below p")
+
+    def ascending(probs, p):
+        s, o = probs.sort()
+        s = torch.where(s.cumsum(-1) - s < p, s, torch.zeros_like(s))
+        kept = torch.zeros_like(probs).scatter(-1, o, s)
+        return kept / kept.sum()
+    rejects(capsys, ex.check_top_p, ascending, "MOST likely")
+    accepts_every_form(capsys, ex.check_top_p, top_p_filter)
 
 
 # ------------------------------------------------------------------ head scores (08, 09, 10)
@@ -317,6 +447,15 @@ def test_previous_token_scores(capsys):
             lambda p: p.diagonal(offset=-1, dim1=-2, dim2=-1).sum(-1).mean(0), "sum")
     rejects(capsys, ex.check_previous_token_scores,
             lambda p: p[..., torch.arange(p.shape[-1]), torch.arange(p.shape[-1]) - 1].mean(dim=(0, -1)), "query 0")
+    rejects(capsys, ex.check_previous_token_scores,
+            lambda p: p.diagonal(offset=-1, dim1=-2, dim2=-1).sum(-1).mean(0) / p.shape[-1], "included query 0")
+    rejects(capsys, ex.check_previous_token_scores, lambda p: p[..., 1:, 0].mean(dim=(0, -1)), "first token")
+    rejects(capsys, ex.check_previous_token_scores, lambda p: p.diagonal(offset=1, dim1=-2, dim2=-1).mean(dim=(0, -1)),
+            "AFTER")
+    rejects(capsys, ex.check_previous_token_scores, lambda p: p.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(1, -1)),
+            "averaged over the heads")
+    accepts_every_form(capsys, ex.check_previous_token_scores,
+                       lambda p: p.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, -1)))
 
 
 def test_head_entropy(capsys):
@@ -327,6 +466,12 @@ def test_head_entropy(capsys):
             "log2")
     rejects(capsys, ex.check_head_entropy, lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1).sum(-1).mean(0),
             "instead of averaging")
+    rejects(capsys, ex.check_head_entropy,
+            lambda p: -(p * p.clamp_min(1e-30).log()).sum(-1).sum(-1).mean(0) / p.shape[-1], "number of KEYS")
+    rejects(capsys, ex.check_head_entropy, lambda p: -(p * p.clamp_min(1e-30).log()).mean(-1).mean(dim=(0, -1)),
+            "averaged p log p over the keys")
+    accepts_every_form(capsys, ex.check_head_entropy,
+                       lambda p: torch.special.entr(p).sum(-1).mean(dim=(0, -1)))
 
 
 def test_induction_scores(capsys):
@@ -340,6 +485,12 @@ def test_induction_scores(capsys):
     rejects(capsys, ex.check_induction_scores, q_prev, "previous-token")
     rejects(capsys, ex.check_induction_scores,
             lambda p, t: p.diagonal(offset=-(t - 1), dim1=-2, dim2=-1).mean(dim=(0, -1)), "every query")
+    q_early = lambda p, t: p[..., torch.arange(t, 2 * t + 1), torch.arange(1, t + 2)].mean(dim=(0, -1))
+    rejects(capsys, ex.check_induction_scores, q_early, "start one too early")
+    q_two = lambda p, t: p[..., torch.arange(t + 1, 2 * t + 1), torch.arange(3, t + 3)].mean(dim=(0, -1))
+    rejects(capsys, ex.check_induction_scores, q_two, "two tokens after")
+    rejects(capsys, ex.check_induction_scores, lambda p, t: right(p, t) * t, "sum over the queries")
+    accepts_every_form(capsys, ex.check_induction_scores, right)
 
 
 def test_repeated_tokens_shape_and_repeat():
@@ -357,7 +508,12 @@ def test_induction_head(capsys):
     accepts(capsys, ex.check_induction_head, best, model, 6, 2)
     rejects(capsys, ex.check_induction_head, divmod(int(scores.argmin()), 4), "WEAKEST", model, 6, 2)
     rejects(capsys, ex.check_induction_head, (5, 0), "not a head", model, 6, 2)
-    rejects(capsys, ex.check_induction_head, [0, 1], "tuple", model, 6, 2)
+    rejects(capsys, ex.check_induction_head, "3.2", "(layer, head) pair", model, 6, 2)
+    rejects(capsys, ex.check_induction_head, (0.5, 1), "whole numbers", model, 6, 2)
+    accepts(capsys, ex.check_induction_head, list(best), model, 6, 2)
+    accepts(capsys, ex.check_induction_head, torch.unravel_index(scores.argmax(), scores.shape), model, 6, 2)
+    accepts(capsys, ex.check_induction_head, tuple(np.int64(i) for i in best), model, 6, 2)
+    accepts(capsys, ex.check_induction_head, np.array(best), model, 6, 2)
 
 
 def test_induction_head_accepts_a_tie_and_rejects_a_runner_up(capsys, monkeypatch):
@@ -368,6 +524,10 @@ def test_induction_head_accepts_a_tie_and_rejects_a_runner_up(capsys, monkeypatc
     accepts(capsys, ex.check_induction_head, (1, 2), None)
     accepts(capsys, ex.check_induction_head, (1, 3), None)          # tied within noise: also right
     rejects(capsys, ex.check_induction_head, (0, 1), "best of layer 0 only; the best scores 0.900", None)
+    rejects(capsys, ex.check_induction_head, (2, 3), "counted from 1", None)
+    rejects(capsys, ex.check_induction_head, divmod(1 * 4 + 2, 2), "unflattened the argmax with n_layers", None)
+    scores[0, 3] = 0.5
+    rejects(capsys, ex.check_induction_head, (0, 3), "head (0, 3) scores 0.500 on these tokens, and the strongest", None)
 
 
 def test_induction_head_swapped(capsys, monkeypatch):
@@ -381,7 +541,7 @@ def test_induction_head_swapped(capsys, monkeypatch):
 
 # ------------------------------------------------------------------ patching (09, 10)
 
-def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", everywhere=False, returns=True):
+def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", everywhere=False, returns=True, shift=0):
     name = f"layers.{layer}.{hook}"
     _, cache = model.run_with_cache(clean, names=[name])
 
@@ -390,7 +550,7 @@ def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", every
         if everywhere:
             x[:] = cache[name]
         else:
-            x[:, position] = cache[name][:, position]
+            x[:, position + shift] = cache[name][:, position + shift]
         return x if returns else None
 
     with model.hooks([(name, fn)]):
@@ -403,6 +563,10 @@ def test_patching(capsys):
     rejects(capsys, ex.check_patching, lambda m, c, k, l, p: m(c), "clean logits")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, everywhere=True), "patched every")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, hook="hook_resid_post"), "hook_resid_post")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=-1), "position - 1")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=1), "position + 1")
+    rejects(capsys, ex.check_patching, lambda m, c, k, l, p: patch(m, k, c, l, p), "direction is reversed")
+    accepts(capsys, ex.check_patching, lambda *a: patch(*a).numpy())
 
 
 def test_reference_patch_changes_the_run():
@@ -473,6 +637,11 @@ def test_balanced_accuracy(capsys):
     rejects(capsys, ex.check_balanced_accuracy, lambda g, y: right(g - 0.5, y), "not probabilities")
     rejects(capsys, ex.check_balanced_accuracy, lambda g, y: right(-g, y), "flipped")
     rejects(capsys, ex.check_balanced_accuracy, lambda g, y: float((g[y == 1] > 0).float().mean()), "recall")
+    rejects(capsys, ex.check_balanced_accuracy,
+            lambda g, y: float(((g[y == 1] >= 0).float().mean() + (g[y == 0] < 0).float().mean()) / 2), "exactly 0")
+    rejects(capsys, ex.check_balanced_accuracy, lambda g, y: float((g[y == 0] <= 0).float().mean()), "label 0 alone")
+    accepts(capsys, ex.check_balanced_accuracy, lambda g, y: torch.tensor(right(g, y)))
+    accepts(capsys, ex.check_balanced_accuracy, lambda g, y: np.float32(right(g, y)))
 
 
 def test_mean_difference(capsys):
@@ -485,3 +654,4 @@ def test_mean_difference(capsys):
             "features")
     rejects(capsys, ex.check_mean_difference,
             lambda x, y: torch.nn.functional.normalize(x[y == 1].mean(0) - x[y == 0].mean(0), dim=0), "length 1")
+    accepts_every_form(capsys, ex.check_mean_difference, lambda x, y: x[y == 1].mean(0) - x[y == 0].mean(0))

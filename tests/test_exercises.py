@@ -103,6 +103,24 @@ def test_none_and_a_crash_are_reported_not_raised(capsys, name):
     assert EXERCISES[name].task in capsys.readouterr().out
 
 
+def test_the_checkers_own_failure_is_never_blamed_on_the_learner(capsys, monkeypatch):
+    from mistral_edu.exercises import attention
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("reference broke")
+    monkeypatch.setattr(attention, "_causal", broken)
+    assert not exercises.check_causal_attention(lambda q, k, v: q)
+    out = capsys.readouterr().out
+    assert "the checker itself failed (RuntimeError: reference broke)" in out and "your code raised" not in out
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTION_CHECKERS))
+def test_an_answer_of_the_wrong_kind_says_what_to_return(capsys, name):
+    assert not FUNCTION_CHECKERS[name](lambda *args: {"not": "an answer"})
+    out = capsys.readouterr().out
+    assert "return" in out and "got dict" in out and "your code raised" not in out, out
+
+
 def test_hint_gives_the_concept_then_the_next_step_then_points_to_reveal(capsys):
     exercises.hint("repeat_kv")
     first = capsys.readouterr().out

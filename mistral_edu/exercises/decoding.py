@@ -13,7 +13,7 @@ from typing import Callable
 from ..config import ModelConfig
 from ..memory import decode_bytes_per_step, kv_bytes_per_token, kv_crossover_context, matmul_intensity, weight_bytes
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check
+from .verdict import Verdict, as_number, attempt, check
 
 __all__ = ["check_crossover_context", "check_decode_tokens_per_second", "check_matmul_intensity"]
 
@@ -74,25 +74,20 @@ def _first_slip(got: list[float], slips: dict[str, list[float]]) -> str | None:
     return None
 
 
-def _compare(got: list[float] | str, expected: list[float], slips: dict[str, list[float]],
+def _compare(got: list[float], expected: list[float], slips: dict[str, list[float]],
              describe: Callable[[int, float], str]) -> str | None:
     """None when every answer is right; else the slip that explains them all, or the first wrong case described."""
-    if isinstance(got, str):
-        return got
     wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if not math.isclose(g, e, rel_tol=1e-6)]
     if not wrong:
         return None
     return _first_slip(got, slips) or describe(wrong[0], got[wrong[0]])
 
 
-def _numbers(fn: Callable, cases: list[tuple]) -> list[float] | str:
-    """The learner's answers to each case, or what is wrong with their type."""
+def _numbers(fn: Callable, cases: list[tuple]) -> list[float]:
+    """The learner's answers to each case; an answer that is not a number raises WrongAnswer."""
     got = []
     for args in cases:
-        value = attempt(fn, *args)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"return a number, got {type(value).__name__}"
-        got.append(float(value))
+        got.append(float(as_number(attempt(fn, *args))))
     return got
 
 
@@ -173,7 +168,7 @@ def check_crossover_context(answer: float | None) -> Verdict:
     }
 
     def verify(x) -> str | None:
-        x = float(x)
+        x = float(as_number(x, "a number of tokens"))
         if abs(x - expected) <= 1:
             return None
         return next((why for value, why in wrong.items() if abs(x - value) <= 1), f"{x:,.0f} tokens is not it")

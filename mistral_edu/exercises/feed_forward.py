@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..model import swiglu
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, diagnose
+from .verdict import Case, Verdict, check, judge_tensors
 
 __all__ = ["check_swiglu"]
 
@@ -26,21 +26,40 @@ SWIGLU = register(Exercise(
 ))
 
 
+def _ffn(c: Case, gate_fn: Callable[[torch.Tensor], torch.Tensor] = F.silu, combine: str = "gate * up",
+         swap: bool = False) -> torch.Tensor:
+    """The feed-forward of case c with one choice changed: the gate's nonlinearity, how the branches combine."""
+    x, w1, w2, w3 = c.args
+    gate, up = (x @ w3.T, x @ w1.T) if swap else (x @ w1.T, x @ w3.T)        # (..., hidden)
+    mixed = {"gate * up": gate_fn(gate) * up, "gate only": gate_fn(gate), "after the product": gate_fn(gate * up),
+             "gate + up": gate_fn(gate) + up}[combine]
+    return mixed @ w2.T                                                       # (..., dim)
+
+
+SWIGLU_SLIPS = {
+    "w1 and w3 are swapped: the gate (through SiLU) is w1, the plain 'up' projection is w3": lambda c: _ffn(c, swap=True),
+    "that uses ReLU; Mistral's gate goes through SiLU (x * sigmoid(x))": lambda c: _ffn(c, torch.relu),
+    "that uses a plain sigmoid; SiLU is x * sigmoid(x)": lambda c: _ffn(c, torch.sigmoid),
+    "that uses GELU; Mistral's gate goes through SiLU (x * sigmoid(x))": lambda c: _ffn(c, F.gelu),
+    "no gating: the SiLU output must be multiplied by the up projection w3 x": lambda c: _ffn(c, combine="gate only"),
+    "SiLU is applied after the product; it acts on the gate w1 x alone, which then multiplies w3 x":
+        lambda c: _ffn(c, combine="after the product"),
+    "the branches are added; a gate multiplies, elementwise": lambda c: _ffn(c, combine="gate + up"),
+}
+
+
 def check_swiglu(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """fn(x, w1, w2, w3): SwiGLU with nn.Linear-shaped (out, in) weight matrices."""
+    """fn(x, w1, w2, w3): SwiGLU with nn.Linear-shaped (out, in) weight matrices, in two configurations."""
     g = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 3, 8, generator=g)                                        # (2, 3, dim=8)
-    w1, w3 = torch.randn(20, 8, generator=g), torch.randn(20, 8, generator=g)   # (hidden=20, dim)
-    w2 = torch.randn(8, 20, generator=g)                                         # (dim, hidden)
-    gate, up = x @ w1.T, x @ w3.T                                                # (2, 3, 20)
+    cases = []
+    for shape, hidden in [((2, 3, 8), 20), ((4, 6), 10)]:
+        dim = shape[-1]
+        x = torch.randn(*shape, generator=g)                                             # (..., dim)
+        w1, w3 = torch.randn(hidden, dim, generator=g), torch.randn(hidden, dim, generator=g)   # (hidden, dim)
+        w2 = torch.randn(dim, hidden, generator=g)                                       # (dim, hidden)
+        cases.append(Case(f"x {shape}, hidden {hidden}", (x, w1, w2, w3), swiglu(x @ w1.T, x @ w3.T) @ w2.T))
 
     def verify(fn) -> str | None:
-        got = attempt(fn, x.clone(), w1.clone(), w2.clone(), w3.clone())
-        return diagnose(got, swiglu(gate, up) @ w2.T, {
-            "w1 and w3 are swapped: the gate (through SiLU) is w1, the plain 'up' projection is w3":
-                lambda: swiglu(up, gate) @ w2.T,
-            "that uses ReLU; Mistral's gate goes through SiLU (x * sigmoid(x))": lambda: (torch.relu(gate) * up) @ w2.T,
-            "no gating: the SiLU output must be multiplied by w3 x": lambda: F.silu(gate) @ w2.T,
-        }, atol=1e-4)
+        return judge_tensors(fn, cases, SWIGLU_SLIPS, atol=1e-4)
 
     return check(SWIGLU, fn, verify, "SwiGLU, exactly as FeedForward computes it")

@@ -10,7 +10,7 @@ import torch
 
 from ..generation import top_p_filter
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, diagnose
+from .verdict import Case, Verdict, check, judge_numbers, judge_tensors
 
 __all__ = ["check_rolling_slot", "check_top_p"]
 
@@ -43,48 +43,58 @@ TOP_P = register(Exercise(
 
 def check_rolling_slot(fn: Callable[[int, int], int] | None) -> Verdict:
     """fn(position, window) -> the rolling-buffer slot that position is written to."""
+    cases = [Case(f"position {pos}, window {window}", (pos, window), pos % window)
+             for pos, window in [(0, 4), (3, 4), (4, 4), (9, 4), (5000, 4096), (4095, 4096)]]
+    slips = {"the buffer does not stop at its last slot: it wraps round to slot 0":
+                 lambda c: min(c.args[0], c.args[1] - 1),
+             "off by one: position 0 is written to slot 0": lambda c: (c.args[0] + 1) % c.args[1],
+             "slots count from 0 (0 .. window - 1), not from 1": lambda c: c.args[0] % c.args[1] + 1,
+             "that is how many times the buffer wrapped; the slot is what is left over": lambda c: c.args[0] // c.args[1],
+             "a buffer of `window` slots has no slot `window` or beyond: wrap round": lambda c: c.args[0],
+             "the buffer wraps after `window` slots, not `window - 1`": lambda c: c.args[0] % (c.args[1] - 1)}
 
     def verify(fn) -> str | None:
-        for pos, window in [(0, 4), (3, 4), (4, 4), (9, 4), (5000, 4096), (4095, 4096)]:
-            got = attempt(fn, pos, window)
-            if got == pos % window:
-                continue
-            mistakes = {min(pos, window - 1): "the buffer does not stop at its last slot: it wraps round to slot 0",
-                        (pos + 1) % window: "off by one: position 0 is written to slot 0",
-                        pos // window: "that is how many times the buffer wrapped; the slot is the remainder",
-                        pos: f"slot {pos} does not exist in a buffer of {window} slots: wrap round"}
-            why = mistakes.get(got, f"got {got}, expected {pos % window}")
-            return f"position {pos}, window {window}: {why}"
-        return None
+        return judge_numbers(fn, cases, slips, rel_tol=0, what="a slot number")
 
     return check(ROLLING_SLOT, fn, verify, "positions wrap around the window")
 
 
-def _inclusive_cut(probs: torch.Tensor, p: float) -> torch.Tensor:
-    """The usual slip: keep a token only while the mass up to AND including it is <= p."""
-    sorted_probs, order = probs.sort(descending=True)
-    sorted_probs = torch.where(sorted_probs.cumsum(-1) <= p, sorted_probs, torch.zeros_like(sorted_probs))
-    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
-    return kept / kept.sum() if kept.sum() > 0 else kept
+def _nucleus(probs: torch.Tensor, p: float, keep: str = "before < p", renormalise: bool = True,
+             descending: bool = True) -> torch.Tensor:
+    """The top-p filter with one rule changed: which tokens are kept, whether the rest is renormalised."""
+    sorted_probs, order = probs.sort(descending=descending)
+    total = sorted_probs.cumsum(-1)
+    kept_mask = {"before < p": total - sorted_probs < p, "before <= p": total - sorted_probs <= p,
+                 "total <= p": total <= p}[keep]
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_probs * kept_mask)
+    return kept / kept.sum() if renormalise and kept.sum() > 0 else kept
+
+
+TOP_P_SLIPS = {
+    "you dropped the token that crosses p: keep tokens while the mass BEFORE them is < p":
+        lambda c: _nucleus(*c.args, keep="total <= p"),
+    "you kept a token whose predecessors already reach p exactly: the nucleus is complete once their mass reaches "
+    "p, so keep tokens while the mass before them is strictly below p": lambda c: _nucleus(*c.args, keep="before <= p"),
+    "the kept probabilities do not sum to 1: renormalise them": lambda c: _nucleus(*c.args, renormalise=False),
+    "the tokens are out of place: the kept probabilities go back to their vocabulary ids":
+        lambda c: _nucleus(*c.args).sort(descending=True).values,
+    "you sorted in increasing order: the nucleus takes the MOST likely tokens first":
+        lambda c: _nucleus(*c.args, descending=False),
+}
 
 
 def check_top_p(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> Verdict:
-    """fn(probs, p) -> probs with only the nucleus kept, renormalised to sum to 1."""
-    probs = torch.tensor([0.05, 0.4, 0.1, 0.3, 0.15])
+    """fn(probs, p) -> probs with only the nucleus kept, renormalised to sum to 1.
+
+    One distribution is exact in binary (halves and quarters), so the mass of the kept tokens lands
+    on p exactly: that boundary tells "before < p" from "before <= p".
+    """
+    plain = torch.tensor([0.05, 0.4, 0.1, 0.3, 0.15])
+    exact = torch.tensor([0.125, 0.5, 0.0625, 0.25, 0.0625])
+    cases = [Case(f"probs {[round(float(v), 4) for v in probs]} with p={p}", (probs, p), top_p_filter(probs, p))
+             for probs, p in [(plain, 0.5), (plain, 0.8), (plain, 1.0), (exact, 0.75), (exact, 0.5)]]
 
     def verify(fn) -> str | None:
-        for p in (0.5, 0.8, 1.0):
-            got = attempt(fn, probs.clone(), p)
-            reference = top_p_filter(probs, p)
-            problem = diagnose(got, reference, {
-                "you dropped the token that crosses p: keep tokens while the mass BEFORE them is < p":
-                    lambda: _inclusive_cut(probs, p),
-                "the kept probabilities do not sum to 1: divide by their sum": lambda: probs * (reference > 0),
-                "the tokens are out of place: scatter the kept probabilities back to their vocabulary ids":
-                    lambda: reference.sort(descending=True).values,
-            })
-            if problem:
-                return f"top_p={p}: {problem}"
-        return None
+        return judge_tensors(fn, cases, TOP_P_SLIPS)
 
     return check(TOP_P, fn, verify, "this is the nucleus generate() samples from")

@@ -6,7 +6,6 @@ accuracy and balanced accuracy agree, and so do a difference of sums and of mean
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -14,7 +13,7 @@ import torch
 from ..analysis.probing import balanced_accuracy
 from ..analysis.steering import mean_difference
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, diagnose
+from .verdict import Case, Verdict, check, judge_numbers, judge_tensors
 
 __all__ = ["check_balanced_accuracy", "check_mean_difference"]
 
@@ -44,62 +43,83 @@ MEAN_DIFFERENCE = register(Exercise(
 ))
 
 
-def _scores() -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and labels with 3 times as many 0s as 1s, and logits between 0 and 0.5 that a 0.5 threshold misreads."""
+def _cases() -> list[Case]:
+    """Two imbalanced sets (3 to 1 each way), each with a logit of exactly 0 and logits in (0, 0.5)."""
     labels = torch.tensor([0] * 12 + [1] * 4)
-    logits = torch.tensor([-2.0, -1.0, -0.5, -3.0, -1.5, -0.2, -0.7, -2.5, 0.3, 0.4, 1.0, 2.0,    # 0s: 8 of 12 right
-                           0.2, 0.1, 1.5, -0.3])                                                    # 1s: 3 of 4 right
-    return logits, labels
+    logits = torch.tensor([-2.0, -1.0, -0.5, -3.0, -1.5, 0.0, -0.7, -2.5, 0.3, 0.4, 1.0, 2.0,    # 0s: 8 of 12 right
+                           0.2, 0.1, 1.5, -0.3])                                                   # 1s: 3 of 4 right
+    labels2 = torch.tensor([1, 0, 1, 1, 1, 0, 1, 1, 1, 0, 1, 1])
+    logits2 = torch.tensor([0.4, -1.0, 0.0, 2.0, 0.1, 0.2, -0.6, 1.2, 0.3, -0.1, 0.05, 3.0])      # 1s: 6 of 9, 0s: 2 of 3
+    return [Case(f"{len(y)} examples, {int(y.sum())} labelled 1", (g, y), balanced_accuracy(g, y))
+            for g, y in [(logits, labels), (logits2, labels2)]]
+
+
+def _hit_rate(logits: torch.Tensor, labels: torch.Tensor, c: int, threshold: float = 0.0, inclusive: bool = False
+              ) -> float:
+    predicted = (logits >= threshold) if inclusive else (logits > threshold)
+    return float((predicted[labels == c].long() == c).float().mean())
+
+
+def _flipped(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Balanced accuracy of the flipped prediction, label 1 where the logit is < 0."""
+    return (_hit_rate(-logits, labels, 0) + _hit_rate(-logits, labels, 1)) / 2
+
+
+BALANCED_ACCURACY_SLIPS = {
+    "that is the plain accuracy over all examples; with 3 rows of one label for every row of the other it is pulled "
+    "toward the majority class: average the two classes' hit rates instead":
+        lambda c: float(((c.args[0] > 0).long() == c.args[1]).float().mean()),
+    "you thresholded at 0.5: these are logits, not probabilities, so label 1 is predicted where logit > 0":
+        lambda c: (_hit_rate(*c.args, 0, 0.5) + _hit_rate(*c.args, 1, 0.5)) / 2,
+    "a logit of exactly 0 predicts label 0: label 1 is predicted where the logit is strictly > 0":
+        lambda c: (_hit_rate(*c.args, 0, inclusive=True) + _hit_rate(*c.args, 1, inclusive=True)) / 2,
+    "your predictions are flipped: a positive logit means label 1": lambda c: _flipped(*c.args),
+    "your predictions are flipped (a positive logit means label 1), and a logit of exactly 0 predicts label 0":
+        lambda c: 1 - c.expected,
+    "that is the hit rate of label 1 alone (the recall): average it with label 0's hit rate":
+        lambda c: _hit_rate(*c.args, 1),
+    "that is the hit rate of label 0 alone: average it with label 1's hit rate": lambda c: _hit_rate(*c.args, 0),
+}
 
 
 def check_balanced_accuracy(fn: Callable[[torch.Tensor, torch.Tensor], float] | None) -> Verdict:
     """fn(logits, labels) -> the balanced accuracy of the prediction logit > 0."""
-    logits, labels = _scores()
-    expected = balanced_accuracy(logits, labels)
-    predicted = (logits > 0).long()
-    wrong = {
-        float((predicted == labels).float().mean()):
-            "that is the plain accuracy over all examples; with 3 label-0 rows for every label-1 row it is pulled "
-            "toward the majority class: average the two classes' hit rates instead",
-        balanced_accuracy(logits - 0.5, labels):
-            "you thresholded at 0.5: these are logits, not probabilities, so label 1 is predicted where logit > 0",
-        1 - expected: "your predictions are flipped: a positive logit means label 1",
-        float((predicted[labels == 1] == 1).float().mean()):
-            "that is the hit rate of label 1 alone (the recall): average it with label 0's hit rate",
-    }
+    cases = _cases()
 
     def verify(fn) -> str | None:
-        got = attempt(fn, logits.clone(), labels.clone())
-        got = float(got)
-        if math.isclose(got, expected, abs_tol=1e-6):
-            return None
-        return next((why for value, why in wrong.items() if math.isclose(got, value, abs_tol=1e-6)),
-                    f"{got:.4f} is not the balanced accuracy of these logits")
+        return judge_numbers(fn, cases, BALANCED_ACCURACY_SLIPS, rel_tol=1e-6, what="the balanced accuracy",
+                             show="{:.4f}".format)
 
+    plain = BALANCED_ACCURACY_SLIPS[next(iter(BALANCED_ACCURACY_SLIPS))](cases[0])
     return check(BALANCED_ACCURACY, fn, verify,
-                 f"balanced accuracy {expected:.4f}; the plain accuracy here would be {(predicted == labels).float().mean():.4f}")
+                 f"balanced accuracy {cases[0].expected:.4f}; the plain accuracy here would be {plain:.4f}")
+
+
+MEAN_DIFFERENCE_SLIPS = {
+    "the sign is reversed: label 1's mean minus label 0's, so adding the vector moves toward label 1":
+        lambda c: -c.expected,
+    "you subtracted sums, not means: the class with more rows then dominates; divide each sum by its own count":
+        lambda c: c.extra["ones"].sum(0) - c.extra["zeros"].sum(0),
+    "you subtracted the mean of ALL rows, not the mean of label 0's rows":
+        lambda c: c.extra["ones"].mean(0) - c.args[0].mean(0),
+    "you averaged over the features (dim -1) instead of over the rows (dim 0): the vector has one entry per "
+    "feature": lambda c: c.extra["ones"].mean(-1).mean() - c.extra["zeros"].mean(-1).mean() + torch.zeros(()),
+    "you normalised the vector to length 1: the lesson's scales are in units of the raw difference":
+        lambda c: c.expected / c.expected.norm(),
+}
 
 
 def check_mean_difference(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None) -> Verdict:
-    """fn(x, labels) equal to the package's mean_difference on imbalanced classes."""
+    """fn(x, labels) equal to the package's mean_difference on two sets imbalanced in opposite ways."""
     generator = torch.Generator().manual_seed(12)
-    labels = torch.tensor([0] * 9 + [1] * 3)[torch.randperm(12, generator=generator)]     # (12,)
-    x = torch.randn(12, 6, generator=generator) + 2 * labels[:, None]                    # (12, 6)
-    ones, zeros = x[labels == 1], x[labels == 0]
+    cases = []
+    for n, ones, dim in [(12, 3, 6), (10, 7, 4)]:
+        labels = torch.tensor([0] * (n - ones) + [1] * ones)[torch.randperm(n, generator=generator)]     # (n,)
+        x = torch.randn(n, dim, generator=generator) + 2 * labels[:, None]                              # (n, dim)
+        cases.append(Case(f"x ({n}, {dim}) with {ones} rows labelled 1", (x, labels), mean_difference(x, labels),
+                          {"ones": x[labels == 1], "zeros": x[labels == 0]}))
 
     def verify(fn) -> str | None:
-        got = attempt(fn, x.clone(), labels.clone())
-        return diagnose(got, mean_difference(x, labels), {
-            "the sign is reversed: label 1's mean minus label 0's, so adding the vector moves toward label 1":
-                lambda: zeros.mean(0) - ones.mean(0),
-            "you subtracted sums, not means: the class with more rows (here label 0, 9 of 12) then dominates; "
-            "divide each sum by its own count": lambda: ones.sum(0) - zeros.sum(0),
-            "you subtracted the mean of ALL rows, not the mean of label 0's rows":
-                lambda: ones.mean(0) - x.mean(0),
-            "you averaged over the features (dim -1) instead of over the rows (dim 0): the vector has one entry per "
-            "feature": lambda: ones.mean(-1).mean() - zeros.mean(-1).mean() + torch.zeros(()),
-            "you normalised the vector to length 1: the lesson's scales are in units of the raw difference":
-                lambda: (ones.mean(0) - zeros.mean(0)) / (ones.mean(0) - zeros.mean(0)).norm(),
-        })
+        return judge_tensors(fn, cases, MEAN_DIFFERENCE_SLIPS)
 
     return check(MEAN_DIFFERENCE, fn, verify, "your steering vector equals the package's mean_difference")

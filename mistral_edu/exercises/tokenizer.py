@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+import torch
+
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check
+from .verdict import Verdict, WrongAnswer, as_number, attempt, check
 
 __all__ = ["check_bytes_to_text", "check_chat_ids"]
 
@@ -49,48 +52,87 @@ CONVERSATIONS = [
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
      {"role": "user", "content": "Tell me a joke."}],
     [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Good morning"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."},
+     {"role": "assistant", "content": "Blue."}, {"role": "user", "content": "Another one?"}],
 ]
 
 
-def _chat_slips(tok, conv: list[dict]) -> dict[str, list[int]]:
-    """The ids each usual slip gives for one conversation (messages without a system role)."""
-    def template(bos_each: bool = False, eos: bool = True, system_turn: bool = False) -> list[int]:
-        ids = [tok.bos_id]
-        for m in conv:
-            if m["role"] == "user" or (m["role"] == "system" and system_turn):
-                ids += tok.encode(f"[INST] {m['content']} [/INST]", bos=bos_each)
-            elif m["role"] == "assistant":
-                ids += tok.encode(m["content"], bos=bos_each) + ([tok.eos_id] if eos else [])
-        return ids
-    return {"each part starts with its own BOS: BOS comes once, at the very start (encode with bos=False)":
-                template(bos_each=True),
-            "an answer must end with EOS (tok.eos_id): that is how the model learnt to stop": template(eos=False),
-            "the system prompt is not a turn of its own in v0.2: put it in front of the first user message, "
-            "followed by a blank line": template(system_turn=True)}
+def _label(conv: list[dict]) -> str:
+    return "the conversation " + "/".join(m["role"] for m in conv)
+
+
+def chat_template(tok, conv: list[dict], bos_each: bool = False, eos: bool = True, system: str = "first",
+                  joiner: str = "\n\n", spaces: bool = True) -> list[int]:
+    """The v1 chat ids with one choice changed: where the system prompt goes, BOS/EOS, the joiner, the spaces.
+
+    system is "first" (joined to the first user message, v1's rule), "last" (to the last one), "after" (after
+    the first user message), or "turn" (a user turn of its own).
+    """
+    prompt = conv[0]["content"] if conv[0]["role"] == "system" else None
+    turns = conv[1:] if prompt is not None else conv
+    users = [i for i, m in enumerate(turns) if m["role"] == "user"]
+    target = {"first": users[0], "last": users[-1], "after": users[0], "turn": None}[system]
+    ids = [tok.bos_id]
+    if prompt is not None and system == "turn":
+        ids += tok.encode(f"[INST] {prompt} [/INST]", bos=bos_each)
+    for i, m in enumerate(turns):
+        if m["role"] == "user":
+            content = m["content"]
+            if prompt is not None and i == target:
+                content = f"{content}{joiner}{prompt}" if system == "after" else f"{prompt}{joiner}{content}"
+            ids += tok.encode(f"[INST] {content} [/INST]" if spaces else f"[INST]{content}[/INST]", bos=bos_each)
+        else:
+            ids += tok.encode(m["content"], bos=bos_each) + ([tok.eos_id] if eos else [])
+    return ids
+
+
+CHAT_SLIPS = {
+    "each part starts with its own BOS: BOS comes once, at the very start": dict(bos_each=True),
+    "an answer must end with EOS (tok.eos_id): that is how the model learnt to stop": dict(eos=False),
+    "the system prompt is not a turn of its own in v1: it goes in front of the first user message, followed by a "
+    "blank line": dict(system="turn"),
+    "you joined the system prompt to the LAST user message; v1 puts it in front of the FIRST one (mistral-common "
+    "does, and so does encode_chat)": dict(system="last"),
+    "the system prompt goes in FRONT of the first user message, not after it": dict(system="after"),
+    "the system prompt and the user message are separated by a blank line (two newlines)": dict(joiner="\n"),
+    "the system prompt and the user message are separated by a blank line (two newlines), not a space":
+        dict(joiner=" "),
+    "[INST] and [/INST] are separated from the content by a space on each side": dict(spaces=False),
+}
+
+
+def _ids(value) -> list[int]:
+    """A learner's ids as a list of ints: a list, tuple, numpy array or 1-D tensor of whole numbers."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.reshape(-1).tolist()
+    if not isinstance(value, (list, tuple)):
+        raise WrongAnswer(f"return the token ids as a list of ints, got {type(value).__name__}")
+    return [int(as_number(i, "token ids as ints")) for i in value]
 
 
 def check_chat_ids(fn: Callable[[list[dict]], list[int]] | None, tok) -> Verdict:
-    """fn(messages) -> ids: a learner's chat template, against tok.encode_chat on three conversations."""
+    """fn(messages) -> ids: a learner's chat template, against tok.encode_chat on four conversations.
+
+    The last one has a system message and two user turns, so the system prompt's place is tested.
+    """
 
     def verify(fn) -> str | None:
-        for conv in CONVERSATIONS:
-            got = [int(i) for i in attempt(fn, conv)]
-            expected = tok.encode_chat(conv)
-            if got == expected:
-                continue
-            roles = "/".join(m["role"] for m in conv)
-            slip = next((why for why, ids in _chat_slips(tok, conv).items() if ids == got and ids != expected), None)
-            if slip:
-                return f"for the conversation {roles}: {slip}"
-            return _chat_difference(tok, roles, got, expected)
-        return None
+        got = [_ids(attempt(fn, [dict(m) for m in conv])) for conv in CONVERSATIONS]
+        expected = [tok.encode_chat(conv) for conv in CONVERSATIONS]
+        if got == expected:
+            return None
+        for why, options in CHAT_SLIPS.items():
+            if all(g == chat_template(tok, conv, **options) for g, conv in zip(got, CONVERSATIONS)):
+                return why
+        i = next(i for i, (g, e) in enumerate(zip(got, expected)) if g != e)
+        return _chat_difference(tok, _label(CONVERSATIONS[i]), got[i], expected[i])
 
     return check(CHAT_IDS, fn, verify, "your template gives exactly the ids of encode_chat (and of mistral-common v1)")
 
 
-def _chat_difference(tok, roles: str, got: list[int], expected: list[int]) -> str:
+def _chat_difference(tok, label: str, got: list[int], expected: list[int]) -> str:
     first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
-    where = f"for the conversation {roles}: first difference at position {first}"
+    where = f"for {label}: first difference at position {first}"
     if not got or got[0] != tok.bos_id:
         return where + " (the ids must start with BOS = 1)"
     shown_got = [tok.id_to_piece(i) for i in got[first:first + 4]]
@@ -100,22 +142,36 @@ def _chat_difference(tok, roles: str, got: list[int], expected: list[int]) -> st
 
 def check_bytes_to_text(fn: Callable[[list[str]], str] | None) -> Verdict:
     """fn(pieces): byte-fallback pieces like '<0xF0>' reassembled into the UTF-8 text they spell."""
-    cases = [["<0xF0>", "<0x9F>", "<0xA6>", "<0x99>"], ["<0xE2>", "<0x82>", "<0xAC>"], ["<0x41>", "<0x42>"]]
+    cases = [["<0xF0>", "<0x9F>", "<0xA6>", "<0x99>"], ["<0xE2>", "<0x82>", "<0xAC>"], ["<0x41>", "<0x42>"],
+             ["<0x43>", "<0xC3>", "<0xA9>"]]
+
+    def slips(raw: bytes, pieces: list[str]) -> dict[str, str]:
+        return {
+            "each byte became a character of its own (chr): collect the bytes first, then decode them together as "
+            "UTF-8": raw.decode("latin-1"),
+            "the pieces are the names of bytes, not text: turn each into its byte": "".join(pieces),
+            "you decoded the bytes one at a time: a single byte of a multi-byte character is not a character, so "
+            "decode them together": "".join(bytes([b]).decode("utf-8", "replace") for b in raw),
+            "you decoded the bytes one at a time and dropped the errors: a single byte of a multi-byte character is "
+            "not a character, so decode them together": "".join(bytes([b]).decode("utf-8", "ignore") for b in raw),
+            "that is the bytes written in hexadecimal; the text is what those bytes spell in UTF-8": raw.hex().upper(),
+        }
 
     def verify(fn) -> str | None:
+        results = []
         for pieces in cases:
-            raw = bytes(int(p[3:5], 16) for p in pieces)
-            expected = raw.decode("utf-8")
             got = attempt(fn, list(pieces))
-            if got == expected:
-                continue
-            slips = {raw.decode("latin-1"): "each byte became a character of its own (chr): collect the bytes "
-                                            "first, then decode them together as UTF-8",
-                     "".join(pieces): "the pieces are the names of bytes, not text: turn each into its byte",
-                     "".join(bytes([b]).decode("utf-8", "replace") for b in raw):
-                         "you decoded the bytes one at a time: a single byte of a multi-byte character is not a "
-                         "character, so decode them together"}
-            return slips.get(got, f"{pieces} gave {got!r}, expected {expected!r}")
-        return None
+            if not isinstance(got, str):
+                raise WrongAnswer(f"return the text as a str, got {type(got).__name__}")
+            results.append(got)
+        raws = [bytes(int(p[3:5], 16) for p in pieces) for pieces in cases]
+        wrong = [i for i, (got, raw) in enumerate(zip(results, raws)) if got != raw.decode("utf-8")]
+        if not wrong:
+            return None
+        for why in slips(raws[0], cases[0]):
+            if all(got == slips(raw, pieces)[why] for got, raw, pieces in zip(results, raws, cases)):
+                return why
+        i = wrong[0]
+        return f"{cases[i]} gave {results[i]!r}, expected {raws[i].decode('utf-8')!r}"
 
     return check(BYTES_TO_TEXT, fn, verify, "four pieces, one emoji: bytes are reassembled before they become text")
