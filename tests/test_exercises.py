@@ -135,6 +135,29 @@ def test_hint_gives_the_concept_then_the_next_step_then_points_to_reveal(capsys)
     assert "x.repeat_interleave(n_rep, dim=2)" in capsys.readouterr().out
 
 
+def _code_lines(solution):
+    """reveal's code lines, comments dropped and whitespace removed (short lines like `return x` are not code to copy)."""
+    lines = (line.split("#", 1)[0] for line in solution.splitlines())
+    return [squeezed for squeezed in ("".join(line.split()) for line in lines) if len(squeezed) >= 8]
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_no_hint_reproduces_a_line_of_the_solution(name):
+    exercise = EXERCISES[name]
+    for hint in exercise.hints:
+        squeezed = "".join(hint.split())
+        for line in _code_lines(exercise.solution):
+            assert line not in squeezed, (name, line)
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_hints_are_words_not_code(name):
+    """Tier 1 is the concept, tier 2 the next step in words: code comes only from reveal."""
+    for hint in EXERCISES[name].hints:
+        for marker in ("torch.", " @ ", "**", ".T ", "[:", " = ", "()", "//", "lambda", "keepdim"):
+            assert marker not in hint, (name, marker, hint)
+
+
 def test_hint_of_an_unknown_name_lists_the_names():
     with pytest.raises(KeyError, match="rms_norm"):
         exercises.hint("rmsnorm")

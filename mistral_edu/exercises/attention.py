@@ -21,11 +21,12 @@ CAUSAL_ATTENTION = register(Exercise(
     name="causal_attention", notebook="04", difficulty=2, minutes=15,
     task="write causal_attention(q, k, v) for one head, (seq, head_dim) inputs: each token attends to itself "
          "and the tokens before it",
-    hints=("scores compare every query with every key, scaled by 1/sqrt(head_dim) to keep unit variance; the causal "
-           "mask hides the future (not the present: a token may read itself); softmax turns each query's row of "
-           "scores into weights over the keys",
-           "scores = q @ k.T / sqrt(head_dim); set the entries ABOVE the diagonal to -inf with "
-           "torch.triu(ones, diagonal=1); softmax over the last dim; multiply by v"),
+    hints=("attention compares every query with every key, turns each query's scores into weights that sum to 1,"
+           " and averages the values with those weights; causal means a token may read itself and the past, "
+           "never the future",
+           "first build the table of query-key scores and shrink it by the square root of head_dim; then hide "
+           "the cells where the key comes after the query (those above the diagonal, not the diagonal itself) so"
+           " the softmax gives them no weight; normalise along the keys, and mix the values"),
     solution='''def causal_attention(q, k, v):
     scores = q @ k.T / math.sqrt(q.shape[-1])                                # (seq, seq)
     future = torch.ones(scores.shape, dtype=torch.bool).triu(1)              # above the diagonal only
@@ -36,8 +37,8 @@ REPEAT_KV = register(Exercise(
     name="repeat_kv", notebook="10", difficulty=1, minutes=10,
     task="write repeat_kv(x, n_rep): (batch, seq, n_kv_heads, head_dim) -> (batch, seq, n_kv_heads * n_rep, "
          "head_dim), so that head h of the result is KV head h // n_rep",
-    hints=("grouped-query attention shares each KV head among n_rep consecutive query heads: heads 0..n_rep-1 read "
-           "KV head 0, the next n_rep read KV head 1",
+    hints=("grouped-query attention shares each KV head among n_rep consecutive query heads: heads 0..n_rep-1 "
+           "read KV head 0, the next n_rep read KV head 1",
            "there are two ways to repeat a tensor along a dimension; only one keeps the copies of a head "
            "together (0,0,0,0,1,1,1,1 rather than 0,1,0,1,...); the heads are dim 2"),
     solution='''def repeat_kv(x, n_rep):
@@ -48,11 +49,11 @@ DECODE_STEP = register(Exercise(
     name="decode_step", notebook="06, 10", difficulty=3, minutes=20,
     task="write decode_step(q, k_new, v_new, k_cache, v_cache) -> (z, k_cache, v_cache): one new token's "
          "grouped-query attention over the cache, with the new key and value appended to it",
-    hints=("a cached step appends the new key and value first (a token attends to itself), then attends from the "
-           "one new query to every cached key; no mask is needed, every cached key is in the past",
-           "k_cache = torch.cat([k_cache, k_new[None]]) (same for v); KV head g serves query heads g*n_rep .. "
-           "g*n_rep+n_rep-1 (repeat_interleave on the head dim); torch.einsum('hd,khd->hk', q, k) / sqrt(head_dim) "
-           "gives every head's scores"),
+    hints=("a cached step appends the new key and value first (a token attends to itself), then attends from the"
+           " one new query to every cached key; no mask is needed, every cached key is in the past",
+           "grow both caches by one row; give every query head the KV head of its group, as repeat_kv does but "
+           "on the head dimension of these smaller tensors; then score, normalise over the keys and mix the "
+           "values, head by head"),
     solution='''def decode_step(q, k_new, v_new, k_cache, v_cache):
     k_cache = torch.cat([k_cache, k_new[None]])                          # (past + 1, n_kv_heads, head_dim)
     v_cache = torch.cat([v_cache, v_new[None]])

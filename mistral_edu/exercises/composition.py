@@ -22,11 +22,12 @@ K_COMPOSITION = register(Exercise(
     task="write k_composition(W_Q, W_K, W_O, W_V): how much a later head's keys read an earlier head's output, "
          "||W_Q^T W_K W_O W_V||_F / (||W_Q^T W_K||_F ||W_O W_V||_F), for W_Q, W_K, W_V (head_dim, dim) and "
          "W_O (dim, head_dim)",
-    hints=("the later head's QK circuit W_Q^T W_K reads the residual stream on its key side, the earlier head's OV "
-           "circuit W_O W_V writes to it: the key side composes with the writer when their product is large "
-           "compared with the two circuits' own sizes",
-           "build the two (dim, dim) circuits, multiply reader @ writer (the writer acts first), and divide the "
-           "Frobenius norm of the product (torch.linalg.matrix_norm, the default 'fro') by the product of theirs"),
+    hints=("the later head's QK circuit reads the residual stream on its key side, the earlier head's OV circuit"
+           " writes to it: the key side composes with the writer when their product is large compared with the "
+           "two circuits' own sizes",
+           "build the two dim x dim circuits from the weight matrices, multiply them with the writer acting "
+           "first, and compare the size of that product with the sizes of the two circuits, all measured with "
+           "the Frobenius norm"),
     solution='''def k_composition(W_Q, W_K, W_O, W_V):
     qk = W_Q.T @ W_K                       # (dim, dim): the later head's QK circuit; its key side reads the stream
     ov = W_O @ W_V                         # (dim, dim): the earlier head's OV circuit writes it

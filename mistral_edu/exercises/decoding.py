@@ -27,10 +27,11 @@ DECODE_TOKENS_PER_SECOND = register(Exercise(
          "reads `bandwidth` bytes per second. The step reads exactly: every parameter except the embedding table, "
          "plus one row (dim values) of that table, at 2 bytes each; and for each cached token its keys and values, "
          "2 x n_layers x n_kv_heads x head_dim values at 2 bytes each",
-    hints=("a step must read every byte it uses once: the weights (the embedding table is a lookup: one row of it), "
-           "and the keys and values of every cached token; time >= bytes / bandwidth",
-           "bytes = 2 x (every parameter except the embedding table, plus one row of dim) + context x (2 x n_layers x "
-           "n_kv_heads x head_dim x 2); tokens/s = bandwidth / bytes"),
+    hints=("a step must read every byte it uses once: the weights (the embedding table is a lookup: one row of "
+           "it), and the keys and values of every cached token; time is at least the bytes divided by the "
+           "bandwidth",
+           "count the weight bytes (every parameter but the embedding table, plus one of its rows), add what the"
+           " cache holds for `context` tokens, and turn bytes per step into steps per second"),
     solution='''def decode_tokens_per_second(cfg, bandwidth, context):
     from mistral_edu.memory import parameter_count
     weights = 2 * (parameter_count(cfg) - cfg.vocab_size * cfg.dim + cfg.dim)          # bf16, one embedding row
@@ -42,9 +43,10 @@ MATMUL_INTENSITY = register(Exercise(
     name="matmul_intensity", notebook="13", difficulty=2, minutes=10,
     task="write matmul_intensity(batch, rows, cols, bytes_per_value): the FLOPs per byte moved by y = x W^T, x "
          "(batch, cols), W (rows, cols), every value bytes_per_value bytes",
-    hints=("count the arithmetic (each weight is multiplied and added once per row of x) and the bytes (W is read "
-           "once whatever the batch; x is read and y written)",
-           "FLOPs = 2 x batch x rows x cols; bytes = bytes_per_value x (rows x cols + batch x cols + batch x rows)"),
+    hints=("count the arithmetic (each weight is multiplied and added once per row of x) and the bytes (W is "
+           "read once whatever the batch; x is read and y written)",
+           "a multiply-add is two operations; the bytes are the three tensors' element counts at bytes_per_value"
+           " each; the intensity is the first count divided by the second"),
     solution='''def matmul_intensity(batch, rows, cols, bytes_per_value):
     flops = 2 * batch * rows * cols
     return flops / (bytes_per_value * (rows * cols + batch * cols + batch * rows))''',
@@ -54,9 +56,10 @@ CROSSOVER_CONTEXT = register(Exercise(
     name="crossover_context", notebook="13", difficulty=2, minutes=10, takes_function=False,
     task="give the context (tokens already cached) at which one decode step of the real 7B at batch 16, bf16 "
          "weights and bf16 cache, reads as many bytes of KV cache as of weights",
-    hints=("the weights are read once per step whatever the batch (not the embedding table: one row per sequence); "
-           "the KV cache once per sequence, and it grows by 128 KiB per token for each of them",
-           "decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / (16 x kv_bytes_per_token(real))"),
+    hints=("the weights are read once per step whatever the batch (not the embedding table: one row per "
+           "sequence); the KV cache once per sequence, and it grows by 128 KiB per token for each of them",
+           "take the weight bytes one batch-16 step reads (the package's decode_bytes_per_step gives them), and "
+           "find the context at which sixteen caches hold that many bytes"),
     solution="crossover_context = decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / "
              "(16 * kv_bytes_per_token(real))",
 ))

@@ -20,7 +20,8 @@ SWIGLU = register(Exercise(
     task="write swiglu_exercise(x, w1, w2, w3) with the weight matrices shaped as in nn.Linear, (out, in)",
     hints=("SwiGLU is a gated MLP: one projection (w1, the gate) goes through SiLU and multiplies another (w3, "
            "'up'), and w2 projects the product back down to dim",
-           "an nn.Linear weight is (out, in), so w1 x is x @ w1.T; the result is (silu(x @ w1.T) * (x @ w3.T)) @ w2.T"),
+           "an nn.Linear weight is stored (out, in), so applying it to a row vector needs its transpose; gate "
+           "the up projection elementwise, then project down"),
     solution='''def swiglu_exercise(x, w1, w2, w3):
     return (torch.nn.functional.silu(x @ w1.T) * (x @ w3.T)) @ w2.T''',
 ))

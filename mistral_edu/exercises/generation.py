@@ -20,7 +20,8 @@ ROLLING_SLOT = register(Exercise(
          "is written to",
     hints=("the buffer keeps only the last `window` positions: each new position overwrites the oldest slot, "
            "going round and round",
-           "positions 0 .. window-1 fill slots 0 .. window-1; position window goes back to slot 0: a remainder"),
+           "positions 0 .. window-1 fill slots 0 .. window-1; position window goes back to slot 0: what is left "
+           "after taking out whole laps of the buffer"),
     solution='''def rolling_slot(position, window):
     return position % window''',
 ))
@@ -30,8 +31,9 @@ TOP_P = register(Exercise(
     task="write top_p_filter(probs, p): probs (1-D) with only the nucleus kept, renormalised, in vocabulary order",
     hints=("the nucleus is the smallest set of most likely tokens whose mass reaches p: keep a token while the "
            "mass of the tokens ranked BEFORE it is still below p (so the token that crosses p is kept)",
-           "probs.sort(descending=True) gives the values and their ids; cumsum minus the value itself is the mass "
-           "before; zero the rest, scatter back to vocabulary order, divide by the sum"),
+           "rank the probabilities from most to least likely, remembering where each came from; for each, the "
+           "running mass of the ones ranked before it decides whether it stays; put the kept ones back in "
+           "vocabulary order and rescale them so they sum to 1"),
     solution='''def top_p_filter(probs, p):
     sorted_probs, order = probs.sort(descending=True)
     before = sorted_probs.cumsum(-1) - sorted_probs                  # mass of the more likely tokens

@@ -23,9 +23,10 @@ PREVIOUS_TOKEN_SCORES = register(Exercise(
     name="previous_token_scores", notebook="08", difficulty=1, minutes=10,
     task="write previous_token_scores(pattern): for pattern (batch, heads, q, k), each head's mean attention from "
          "query i to key i-1, over batch and queries i >= 1",
-    hints=("the entries pattern[b, h, i, i-1] form the diagonal just below the main one; query 0 has no previous "
-           "token",
-           "pattern.diagonal(offset=-1, dim1=-2, dim2=-1) is (batch, heads, seq-1); average over batch and positions"),
+    hints=("a previous-token head sends query i's attention to key i-1: those entries form the diagonal just "
+           "below the main one; query 0 has no previous token",
+           "read that diagonal out of the last two dimensions, then average it over the batch and the positions,"
+           " keeping one number per head"),
     solution='''def previous_token_scores(pattern):
     return pattern.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=(0, -1))''',
 ))
@@ -34,10 +35,10 @@ HEAD_ENTROPY = register(Exercise(
     name="head_entropy", notebook="08", difficulty=2, minutes=10,
     task="write head_entropy(pattern): each head's mean over batch and queries of -sum_k p log p (natural log, "
          "masked keys with p = 0 contribute 0)",
-    hints=("entropy measures how spread out a row is: 0 when a head looks at one key, log(k) when it spreads evenly "
-           "over k keys; 0 * log 0 counts as 0",
-           "torch.where(p > 0, p * p.log(), 0) avoids the NaN of 0 * log(0); sum over the keys, negate, average over "
-           "batch and queries"),
+    hints=("entropy measures how spread out a row is: 0 when a head looks at one key, log(k) when it spreads "
+           "evenly over k keys; a masked key has probability 0 and adds nothing",
+           "compute each row's entropy over its keys, making the terms with probability 0 count as zero rather "
+           "than NaN; then average over the batch and the queries, keeping one number per head"),
     solution='''def head_entropy(pattern):
     plogp = torch.where(pattern > 0, pattern * pattern.log(), torch.zeros_like(pattern))
     return (-plogp.sum(-1)).mean(dim=(0, -1))''',
@@ -47,10 +48,10 @@ INDUCTION_SCORES = register(Exercise(
     name="induction_scores", notebook="09, 10", difficulty=2, minutes=15,
     task="write induction_scores(pattern, period): on BOS + period tokens + the same again, each head's mean "
          "attention from a second-copy query i to key i - period + 1",
-    hints=("an induction head, at the second copy of a token, looks at what FOLLOWED its first copy: that token is "
-           "the prediction",
-           "queries i = period+1 .. 2*period; take pattern[..., i, i - period + 1] with index tensors and average "
-           "over batch and those queries"),
+    hints=("an induction head, at the second copy of a token, looks at what FOLLOWED its first copy: that token "
+           "is the prediction",
+           "the second copy's queries are positions period+1 .. 2*period; for each, pick the key one past its "
+           "first copy with index tensors, and average over the batch and those queries"),
     solution='''def induction_scores(pattern, period):
     q = torch.arange(period + 1, 2 * period + 1)                 # the second copy's queries
     return pattern[..., q, q - period + 1].mean(dim=(0, -1))     # the token after the first copy''',
@@ -60,10 +61,10 @@ INDUCTION_HEAD = register(Exercise(
     name="induction_head", notebook="10", difficulty=3, minutes=25, takes_function=False,
     task="find the loaded model's strongest induction head on the checker's tokens and give it as (layer, head) "
          f"(any head within {TIED} of the best score counts: such a gap is sampling noise)",
-    hints=("run the model once on the repeated tokens, score every layer's pattern with your induction_scores, and "
-           "take the best of all (layer, head) pairs",
-           "model.run_with_cache(tokens, names=lambda n: n.endswith('hook_pattern')); cache['pattern', layer]; stack "
-           "the scores into (n_layers, n_heads) and divmod(int(scores.argmax()), n_heads)"),
+    hints=("run the model once on the repeated tokens, score every layer's pattern with your induction_scores, "
+           "and take the best of all (layer, head) pairs",
+           "cache only the attention patterns, score them layer by layer into one (n_layers, n_heads) grid, find"
+           " the largest entry of the whole grid and turn its flat index back into a row and a column"),
     solution='''def find_induction_head(model, tokens, period):
     _, cache = model.run_with_cache(tokens, names=lambda n: n.endswith("hook_pattern"))
     scores = torch.stack([induction_scores(cache["pattern", layer], period)

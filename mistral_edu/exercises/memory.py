@@ -26,7 +26,9 @@ TINY = ModelConfig.tiny()
 WEIGHT_GIB = register(Exercise(
     name="weight_gib", notebook="00", difficulty=1, minutes=5, takes_function=False,
     task="give the GiB that the real model's bf16 weights take (1 GiB = 2**30 bytes)",
-    hints=("every parameter is one bfloat16 number of 2 bytes", "parameter_count(real) * 2 bytes, divided by 2**30"),
+    hints=("every parameter is one bfloat16 number of 2 bytes",
+           "the package counts the parameters for you; turn them into bytes, then into GiB (a GiB is 2 to the "
+           "30th bytes)"),
     solution="weight_gib = parameter_count(real) * 2 / 2**30",
 ))
 
@@ -35,7 +37,8 @@ TOKENS_THAT_FIT = register(Exercise(
     task="give how many tokens of bf16 KV cache fit on a 24 GiB GPU beside the bf16 weights",
     hints=("what is left after the weights, divided by what one token adds to the cache: a key AND a value "
            "vector, in every layer, for every KV head",
-           "(24 * 2**30 - parameter_count(real) * 2) // (2 * n_layers * n_kv_heads * head_dim * 2 bytes)"),
+           "subtract the weights' bytes from the GPU's, work out the bytes one token adds, and keep only whole "
+           "tokens"),
     solution="tokens_that_fit = (24 * 2**30 - parameter_count(real) * 2) // "
              "(2 * real.n_layers * real.n_kv_heads * real.head_dim * 2)",
 ))
@@ -46,7 +49,7 @@ KV_BYTES_PER_TOKEN = register(Exercise(
          "whole model",
     hints=("a token leaves two vectors behind in every layer, its key and its value, one per KV head (the query "
            "heads share them)",
-           "2 (K and V) x n_layers x n_kv_heads x head_dim numbers, each bytes_per_value bytes"),
+           "multiply the number of stored vectors by their length and by the bytes each number takes"),
     solution='''def kv_bytes_per_token(cfg, bytes_per_value):
     return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * bytes_per_value''',
 ))
@@ -56,10 +59,11 @@ KV_CACHE_BYTES = register(Exercise(
     task="write kv_cache_bytes(cfg, context, batch, bytes_per_value): the bytes of the KV cache of `batch` "
          "sequences of `context` tokens; with a sliding window (cfg.sliding_window: 4096 for v0.1, None for v0.2) the "
          "rolling buffer keeps only the last sliding_window tokens of each sequence",
-    hints=("what is stored (two things), where (every layer), for which heads (not the query heads), how long each "
-           "vector is, for how many tokens (a rolling buffer keeps no more than its window); the 7B in bf16 comes out "
-           "at 128 KiB per token",
-           "2 (K and V) x n_layers x n_kv_heads x head_dim x context x batch x bytes_per_value"),
+    hints=("what is stored (two things), where (every layer), for which heads (not the query heads), how long "
+           "each vector is, for how many tokens (a rolling buffer keeps no more than its window); the 7B in bf16"
+           " comes out at 128 KiB per token",
+           "start from one token's bytes, decide how many tokens each sequence really keeps (the window, if "
+           "there is one, caps it), and multiply by the number of sequences"),
     solution='''def kv_cache_bytes(cfg, context, batch, bytes_per_value):
     kept = min(context, cfg.sliding_window) if cfg.sliding_window else context   # the rolling buffer's slots
     return 2 * cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * kept * batch * bytes_per_value''',
@@ -69,7 +73,8 @@ WEIGHT_BYTES = register(Exercise(
     name="weight_bytes", notebook="07", difficulty=1, minutes=5,
     task="write weight_bytes(n_params, bits_per_weight): the bytes of the weights alone",
     hints=("a format is a number of bits per weight (16 for bf16, about 4.85 for Q4_K_M); a byte is 8 bits",
-           "n_params * bits_per_weight / 8"),
+           "count the bits of all the weights, then convert to bytes without rounding each weight to a whole "
+           "byte"),
     solution='''def weight_bytes(n_params, bits_per_weight):
     return n_params * bits_per_weight / 8''',
 ))
@@ -77,10 +82,10 @@ WEIGHT_BYTES = register(Exercise(
 BLOCK_PARAMETERS = register(Exercise(
     name="block_parameters", notebook="05", difficulty=2, minutes=10,
     task="write params_per_block(cfg): the number of parameters in one transformer block",
-    hints=("a block holds attention (wq, wk, wv, wo), the feed-forward (w1, w2, w3) and two RMSNorm gains; with GQA "
-           "wk and wv are smaller than wq",
-           "wq and wo are dim x (n_heads * head_dim), wk and wv dim x (n_kv_heads * head_dim); w1, w2, w3 are "
-           "dim x hidden_dim each; the gains are dim each"),
+    hints=("a block holds attention (wq, wk, wv, wo), the feed-forward (w1, w2, w3) and two RMSNorm gains; with "
+           "GQA wk and wv are smaller than wq",
+           "write down each matrix's shape from the config (query heads for wq and wo, KV heads for wk and wv, "
+           "hidden_dim for the feed-forward), add their element counts and the two gains"),
     solution='''def params_per_block(cfg):
     attention = cfg.dim * cfg.head_dim * (2 * cfg.n_heads + 2 * cfg.n_kv_heads)   # wq, wo + wk, wv
     return attention + 3 * cfg.dim * cfg.hidden_dim + 2 * cfg.dim                 # w1, w2, w3 and two norm gains''',

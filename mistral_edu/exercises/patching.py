@@ -20,11 +20,10 @@ PATCHING = register(Exercise(
     name="patching", notebook="09, 10", difficulty=3, minutes=25,
     task="write patch(model, clean_tokens, corrupted_tokens, layer, position): the logits of the corrupted run "
          "with layers.{layer}.hook_resid_pre at `position` taken from the clean run",
-    hints=("patching runs the CORRUPTED prompt and pastes in one activation from the clean run; if the output moves "
-           "back toward the clean answer, that activation carried the difference",
-           "1) _, clean = model.run_with_cache(clean_tokens, names=[name]); 2) a hook fn(x, hook) that returns a "
-           "copy of x with x[:, position] = clean[name][:, position]; 3) with model.hooks([(name, fn)]): run the "
-           "corrupted tokens"),
+    hints=("patching runs the CORRUPTED prompt and pastes in one activation from the clean run; if the output "
+           "moves back toward the clean answer, that activation carried the difference",
+           "first record the hook point's activation on the clean prompt; then run the corrupted prompt with a "
+           "hook on the same point that returns a copy whose one position is replaced by the clean one"),
     solution='''def patch(model, clean_tokens, corrupted_tokens, layer, position):
     name = f"layers.{layer}.hook_resid_pre"
     _, clean = model.run_with_cache(clean_tokens, names=[name])

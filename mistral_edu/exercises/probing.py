@@ -23,8 +23,8 @@ BALANCED_ACCURACY = register(Exercise(
          "float, the mean over the two classes of the share of that class's examples predicted right",
     hints=("with 3 Bible tokens for every Jargon token, always answering 'Bible' is 75% accurate and has learnt "
            "nothing; averaging the two classes' hit rates puts chance at 50% whatever the mix",
-           "predicted = logits > 0; for c in (0, 1): the mean of (predicted == c) over the rows where labels == c; "
-           "return the average of the two numbers"),
+           "turn the logits into predictions (strictly positive means label 1); for each class on its own, the "
+           "share of its rows predicted right; average the two shares"),
     solution='''def balanced_accuracy(logits, labels):
     predicted = (logits > 0).long()
     hits = [(predicted[labels == c] == c).float().mean() for c in (0, 1)]
@@ -35,9 +35,10 @@ MEAN_DIFFERENCE = register(Exercise(
     name="mean_difference", notebook="12", difficulty=1, minutes=10,
     task="write mean_difference(x, labels): for residual vectors x (n, dim) and 0/1 labels (n,), the mean of the "
          "rows labelled 1 minus the mean of the rows labelled 0, a (dim,) steering vector",
-    hints=("the steering vector points from the average label-0 residual to the average label-1 residual: adding it "
-           "moves a label-0 text's residuals toward label 1",
-           "x[labels == 1].mean(0) - x[labels == 0].mean(0): average over the rows (dim 0), one class at a time"),
+    hints=("the steering vector points from the average label-0 residual to the average label-1 residual: adding"
+           " it moves a label-0 text's residuals toward label 1",
+           "select the rows of each class with the labels, average each class over its rows, and subtract in the"
+           " direction that points toward label 1"),
     solution='''def mean_difference(x, labels):
     return x[labels == 1].mean(0) - x[labels == 0].mean(0)        # (dim,)''',
 ))

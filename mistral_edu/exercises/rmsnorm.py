@@ -22,11 +22,11 @@ RMS_NORM = register(Exercise(
     name="rms_norm", notebook="02, 10", difficulty=2, minutes=15,
     task="write rms_norm(x, weight, eps): x divided by its root mean square over the last dimension, times "
          "weight, with the statistic computed in float32 and the result in x's dtype",
-    hints=("RMSNorm is LayerNorm without the mean: divide by sqrt(mean(x**2) + eps), eps inside the root, "
-           "then scale by the learnt gain; float16 and bfloat16 squares overflow or lose precision, so the "
-           "statistic is computed in float32",
-           "x32 = x.float(); mean of x32.pow(2) over dim -1 with keepdim=True; multiply x32 by torch.rsqrt(that + "
-           "eps); cast back with .type_as(x) and only then multiply by weight"),
+    hints=("RMSNorm is LayerNorm without the centring: it rescales each vector so its root mean square is 1 (eps"
+           " keeps the division safe), then applies a learnt gain; float16 and bfloat16 squares overflow or lose"
+           " precision",
+           "move x to float32 first, measure each vector's root mean square over the last dimension with eps "
+           "inside the root, divide, cast back to x's dtype, and only then apply the gain"),
     solution='''def rms_norm(x, weight, eps):
     x32 = x.float()                                                       # float16 squares overflow
     normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)   # (..., dim)
@@ -36,8 +36,9 @@ RMS_NORM = register(Exercise(
 NORMALIZED_LENGTH = register(Exercise(
     name="normalized_length", notebook="02", difficulty=1, minutes=5, takes_function=False,
     task="give the L2 length of RMSNorm's output (all gains 1) for the real model's dim",
-    hints=("RMSNorm makes the mean of the squares of the output equal to 1; the length is about the sum",
-           "sum(y**2) = dim * mean(y**2) = dim; the length is the square root of that sum"),
+    hints=("RMSNorm makes the mean of the squares of the output equal to 1",
+           "from the mean of the squares, get their sum (how many entries are there?), and the length is its "
+           "square root"),
     solution="normalized_length = math.sqrt(real.dim)   # 64 for dim 4096",
 ))
 

@@ -22,11 +22,11 @@ ROPE = register(Exercise(
     name="rope", notebook="10", difficulty=3, minutes=25,
     task="write rope(x, positions, theta) for x (batch, seq, heads, head_dim): rotate each pair of neighbouring "
          "dimensions (2i, 2i+1) at position m by the angle m * theta**(-2i/head_dim)",
-    hints=("a pair (a, b) is a point in the plane; rotating it by an angle gives (a cos - b sin, a sin + b cos); "
-           "pair i turns theta**(-2i/head_dim) radians per position, so far pairs turn slowly",
-           "a, b = x[..., 0::2], x[..., 1::2]; angles = torch.outer(positions, freqs) is (seq, head_dim/2), add "
-           "axes to broadcast over batch and heads; put the rotated pairs back in place with "
-           "torch.stack([a2, b2], -1).flatten(-2)"),
+    hints=("a pair (a, b) is a point in the plane; rotating it by an angle turns it around the origin; pair i "
+           "turns by a fixed angle per position, fast for the first pairs and slowly for the last",
+           "compute each pair's angle at each position in float32 (bfloat16 cannot hold position 30,000 "
+           "exactly), split x into the even and odd channels, rotate, put every pair back in its two "
+           "neighbouring slots, and return x's dtype"),
     solution='''def rope(x, positions, theta):
     head_dim = x.shape[-1]
     freqs = theta ** (-torch.arange(0, head_dim, 2).float() / head_dim)   # (head_dim/2,)
@@ -41,10 +41,10 @@ ROPE_ROTATE_HALF = register(Exercise(
     name="rope_rotate_half", notebook="03", difficulty=3, minutes=20,
     task="write rope_hf(x, positions, theta) for x (seq, head_dim) in Hugging Face's rotate-half form, pairing "
          "channel i with channel i + head_dim/2",
-    hints=("the same rotation as Mistral's, only the pairs are (i, i + d/2): x * cos + rotate_half(x) * sin, where "
-           "cos and sin are repeated for both halves",
-           "angles = positions[:, None] * theta ** (-arange(0, d, 2) / d), then cat([angles, angles], -1); "
-           "rotate_half(x) = cat([-x[..., d/2:], x[..., :d/2]], -1): note the minus sign"),
+    hints=("the same rotation as Mistral's, only the pairs are (i, i + d/2): each channel is mixed with its "
+           "partner in the other half",
+           "compute the d/2 angles per position and lay them out twice, one copy after the other; rotate_half "
+           "swaps the two halves and negates the one that moves to the front; combine cosine and sine terms"),
     solution='''def rope_hf(x, positions, theta):
     d = x.shape[-1]
     angles = positions.double()[:, None] * theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (seq, d/2)
@@ -57,8 +57,9 @@ ROPE_ROTATE_HALF = register(Exercise(
 WAVELENGTH = register(Exercise(
     name="wavelength", notebook="03", difficulty=1, minutes=5,
     task="write wavelength(i, head_dim, theta): how many tokens RoPE pair i needs for one full turn",
-    hints=("a wavelength is a full turn (2 pi radians) divided by how far the pair turns per token",
-           "pair i turns theta ** (-2 * i / head_dim) radians per token"),
+    hints=("a wavelength is a full turn divided by how far the pair turns per token",
+           "pair i turns by theta raised to minus twice i over head_dim radians per token; a full turn is "
+           "measured in radians too"),
     solution='''def wavelength(i, head_dim, theta):
     return 2 * math.pi * theta ** (2 * i / head_dim)''',
 ))

@@ -19,10 +19,11 @@ CHAT_IDS = register(Exercise(
     task="write my_chat_ids(messages): the token ids of a conversation (optionally starting with a system "
          "message), using only tok.encode, tok.bos_id and tok.eos_id",
     hints=("the template is <s>[INST] user [/INST] answer</s>[INST] ...: one BOS at the very start, each part "
-           "encoded on its own, and EOS after every answer; v0.2 has no system role, so the system prompt joins "
-           "the first user message",
-           "ids = [tok.bos_id]; a user turn is tok.encode(f'[INST] {content} [/INST]', bos=False); an answer is "
-           "tok.encode(answer, bos=False) + [tok.eos_id]; the first user content becomes f'{system}\\n\\n{content}'"),
+           "encoded on its own, and EOS after every answer; v1 has no system role, so the system prompt joins "
+           "the FIRST user message",
+           "start the list with BOS; add each user turn's bracketed text encoded without a BOS, and each answer "
+           "encoded the same way followed by the EOS id; the first user turn's text is the system prompt, a "
+           "blank line, then the user's words"),
     solution='''def my_chat_ids(messages):
     ids = [tok.bos_id]
     system = messages[0]["content"] if messages[0]["role"] == "system" else None
@@ -41,8 +42,8 @@ BYTES_TO_TEXT = register(Exercise(
     task="write bytes_to_text(pieces): the text that byte-fallback pieces like '<0xF0>' spell",
     hints=("each piece names one byte; a character outside ASCII takes 2 to 4 UTF-8 bytes, and a single byte of "
            "it is not a character on its own",
-           "int(piece[3:5], 16) turns '<0xF0>' into 240; collect all the bytes in bytes([...]) and decode them "
-           "together with .decode('utf-8')"),
+           "read the two hexadecimal digits of each piece as a number, collect all the numbers as bytes, and "
+           "decode them together as UTF-8"),
     solution='''def bytes_to_text(pieces):
     return bytes(int(p[3:5], 16) for p in pieces).decode("utf-8")''',
 ))
