@@ -11,10 +11,10 @@ import torch.nn.functional as F
 import mistral_edu as me
 from mistral_edu import exercises as ex
 from mistral_edu.exercises.patching import _checker_model, patch_resid_pre
-from mistral_edu.exercises.rope import rope_rotate_half_reference, rotate_half_rope, to_half_layout
+from mistral_edu.exercises.rope import rotate_half_rope
 from mistral_edu.generation import top_p_filter
 from mistral_edu.memory import parameter_count
-from mistral_edu.model import apply_rope, rms_norm, rope_rotations
+from mistral_edu.model import rms_norm
 
 REAL = me.ModelConfig.mistral_7b_instruct_v02()
 
@@ -255,40 +255,6 @@ def test_rope(capsys):
     accepts(capsys, ex.check_rope, lambda x, p, t: rope_neighbours(x, p, t, angle_dtype=torch.float32))
 
 
-def test_rotate_half_reference_is_the_hugging_face_formula():
-    x, positions, d = torch.randn(5, 16), torch.tensor([0, 3, 9, 40, 7]), 16
-    angles = positions.double()[:, None] * 1e6 ** (-torch.arange(0, d, 2).double() / d)
-    cos, sin = torch.cat([angles.cos()] * 2, -1).float(), torch.cat([angles.sin()] * 2, -1).float()
-    by_formula = x * cos + torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * sin
-    assert torch.allclose(rope_rotate_half_reference(x, positions, 1e6), by_formula, atol=1e-5)
-    assert torch.equal(to_half_layout(torch.arange(6)), torch.tensor([0, 2, 4, 1, 3, 5]))
-
-
-def test_rope_rotate_half(capsys):
-    accepts(capsys, ex.check_rope_rotate_half, rope_rotate_half_reference)
-    interleaved = lambda x, p, t: apply_rope(x[None, :, None, :], rope_rotations(p, x.shape[-1], t))[0, :, 0]
-    rejects(capsys, ex.check_rope_rotate_half, interleaved, "interleaved")
-
-    def no_minus(x, p, t):
-        d = x.shape[-1]
-        r = rope_rotations(p, d, t)
-        cos, sin = torch.cat([r.real, r.real], -1), torch.cat([r.imag, r.imag], -1)
-        return x * cos + torch.cat([x[..., d // 2:], x[..., :d // 2]], -1) * sin
-    rejects(capsys, ex.check_rope_rotate_half, no_minus, "minus")
-    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, torch.arange(x.shape[0]), t),
-            "ignores the positions")
-    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: rope_rotate_half_reference(x, p, 1e6), "hard-coded")
-
-    def half_form(x, p, t, interleave=False, sign=1.0):
-        d = x.shape[-1]
-        r = rope_rotations(p, d, t)
-        rep = (lambda a: a.repeat_interleave(2, -1)) if interleave else (lambda a: torch.cat([a, a], -1))
-        return x * rep(r.real) + sign * torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1) * rep(r.imag)
-    accepts_every_form(capsys, ex.check_rope_rotate_half, half_form)
-    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: half_form(x, p, t, interleave=True), "side by side")
-    rejects(capsys, ex.check_rope_rotate_half, lambda x, p, t: half_form(x, p, t, sign=-1.0), "wrong way")
-
-
 def test_wavelength(capsys):
     accepts(capsys, ex.check_wavelength, lambda i, d, t: 2 * math.pi * t ** (2 * i / d))
     rejects(capsys, ex.check_wavelength, lambda i, d, t: t ** (2 * i / d), "2 * pi")
@@ -302,46 +268,33 @@ def test_wavelength(capsys):
     accepts(capsys, ex.check_wavelength, lambda i, d, t: torch.tensor(2 * math.pi * t ** (2 * i / d), dtype=torch.float64))
 
 
-# ------------------------------------------------------------------ feed-forward (05)
-
-def test_swiglu(capsys):
-    right = lambda x, w1, w2, w3: (F.silu(x @ w1.T) * (x @ w3.T)) @ w2.T
-    accepts(capsys, ex.check_swiglu, right)
-    accepts(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.linear(F.silu(F.linear(x, w1)) * F.linear(x, w3), w2))
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: right(x, w3, w2, w1), "w1 and w3 are swapped")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (torch.relu(x @ w1.T) * (x @ w3.T)) @ w2.T, "ReLU")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.silu(x @ w1.T) @ w2.T, "no gating")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (torch.sigmoid(x @ w1.T) * (x @ w3.T)) @ w2.T, "plain sigmoid")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (F.gelu(x @ w1.T) * (x @ w3.T)) @ w2.T, "GELU")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: F.silu((x @ w1.T) * (x @ w3.T)) @ w2.T, "after the product")
-    rejects(capsys, ex.check_swiglu, lambda x, w1, w2, w3: (F.silu(x @ w1.T) + (x @ w3.T)) @ w2.T, "added")
-    accepts_every_form(capsys, ex.check_swiglu, right)
-
-
 # ------------------------------------------------------------------ attention (04, 06, 10)
 
-def causal(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf, divisor=None):
-    s = q.shape[0]
-    scores = q @ k.T / (divisor(q.shape[-1]) if divisor else math.sqrt(q.shape[-1]) if scale else 1.0)
-    return scores.masked_fill(torch.ones(s, s, dtype=torch.bool).triu(diagonal), fill).softmax(dim) @ v
+def grouped(q, k, v, scale=True, diagonal=1, dim=-1, fill=-math.inf, divisor=None, tiled=False, past=False):
+    seq, n_heads, d = q.shape
+    n_rep = n_heads // k.shape[1]
+    k, v = (t.repeat(1, n_rep, 1) if tiled else t.repeat_interleave(n_rep, 1) for t in (k, v))   # (seq, n_heads, d)
+    scores = torch.einsum("qhd,khd->hqk", q, k) / (divisor(d) if divisor else math.sqrt(d) if scale else 1.0)
+    ones = torch.ones(seq, seq, dtype=torch.bool)
+    hidden = ones.tril(-1) if past else ones.triu(diagonal)
+    return torch.einsum("hqk,khd->qhd", scores.masked_fill(hidden, fill).softmax(dim), v)
 
 
-def test_causal_attention(capsys):
-    accepts(capsys, ex.check_causal_attention, causal)
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.softmax(q @ k.T / math.sqrt(q.shape[-1]), -1) @ v,
-            "no causal mask")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, scale=False), "sqrt")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0),
-            "the first row is NaN: your mask hides the diagonal")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=0, fill=-1e9),
+def test_grouped_attention(capsys):
+    accepts_every_form(capsys, ex.check_grouped_attention, grouped)
+    accepts(capsys, ex.check_grouped_attention, lambda q, k, v: F.scaled_dot_product_attention(
+        q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1), is_causal=True, enable_gqa=True).transpose(0, 1))
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, tiled=True), "tiled")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, diagonal=q.shape[0]), "no causal mask")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, scale=False), "sqrt")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, divisor=lambda d: d), "1/head_dim")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, diagonal=0), "gives NaN")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, diagonal=0, fill=-1e9),
             "hides the diagonal as well")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: torch.nan_to_num(causal(q, k, v, dim=0)), "queries")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, divisor=lambda d: d), "1/head_dim")
-    rejects(capsys, ex.check_causal_attention, lambda q, k, v: causal(q, k, v, diagonal=2), "one diagonal too far")
-    rejects(capsys, ex.check_causal_attention,
-            lambda q, k, v: (q @ k.T / math.sqrt(q.shape[-1])).masked_fill(
-                torch.ones(q.shape[0], q.shape[0], dtype=torch.bool).tril(-1), -math.inf).softmax(-1) @ v, "hid the past")
-    accepts_every_form(capsys, ex.check_causal_attention, causal)
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: torch.nan_to_num(grouped(q, k, v, dim=-2)), "queries")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, diagonal=2), "one diagonal too far")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: grouped(q, k, v, past=True), "hid the past")
+    rejects(capsys, ex.check_grouped_attention, lambda q, k, v: q * 0, "elements differ")
 
 
 def test_repeat_kv(capsys):
@@ -655,3 +608,199 @@ def test_mean_difference(capsys):
     rejects(capsys, ex.check_mean_difference,
             lambda x, y: torch.nn.functional.normalize(x[y == 1].mean(0) - x[y == 0].mean(0), dim=0), "length 1")
     accepts_every_form(capsys, ex.check_mean_difference, lambda x, y: x[y == 1].mean(0) - x[y == 0].mean(0))
+
+
+# ------------------------------------------------------------------ building exercises (01, 06, 09, 11, 12)
+
+def bpe(text, vocab, scores, prefix=True, spaces=True, choose="best"):
+    symbols = list(("▁" if prefix else "") + (text.replace(" ", "▁") if spaces else text))
+    while True:
+        pairs = [(scores[vocab[a + b]], i) for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if a + b in vocab]
+        if not pairs:
+            return [vocab.get(s, 0) for s in symbols]
+        i = {"best": lambda: max(pairs, key=lambda p: (p[0], -p[1]))[1], "worst": lambda: min(pairs)[1],
+             "leftmost": lambda: pairs[0][1]}[choose]()
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+
+
+def test_bpe_encode(capsys, tok):
+    accepts(capsys, ex.check_bpe_encode, bpe, tok)
+    accepts(capsys, ex.check_bpe_encode, lambda *a: torch.tensor(bpe(*a)), tok)
+    rejects(capsys, ex.check_bpe_encode, lambda *a: bpe(*a, prefix=False), "lacks its '▁'", tok)
+    rejects(capsys, ex.check_bpe_encode, lambda *a: bpe(*a, spaces=False), "spaces stay spaces", tok)
+    rejects(capsys, ex.check_bpe_encode, lambda *a: bpe(*a, choose="worst"), "LOWEST", tok)
+    rejects(capsys, ex.check_bpe_encode, lambda *a: bpe(*a, choose="leftmost"), "first pair that is a piece", tok)
+
+    def longest(text, vocab, scores):
+        text, ids = "▁" + text.replace(" ", "▁"), []
+        while text:
+            end = max(e for e in range(1, len(text) + 1) if text[:e] in vocab or e == 1)
+            ids.append(vocab[text[:end]])
+            text = text[end:]
+        return ids
+    rejects(capsys, ex.check_bpe_encode, longest, "greedy longest match", tok)
+    rejects(capsys, ex.check_bpe_encode, lambda t, v, s: tok.encode(t), "first difference", tok)
+
+
+def sampler(logits, t, k, p, multiply=False, p_first=False, rescale_k=True):
+    if t == 0:
+        return F.one_hot(logits.argmax(), logits.numel()).float()
+    probs = (logits * t if multiply else logits / t).softmax(-1)
+
+    def top_k(x):
+        if not k:
+            return x
+        x = torch.where(x >= x.topk(k).values[-1], x, torch.zeros_like(x))
+        return x / x.sum() if rescale_k else x
+
+    def nucleus(x):
+        s, o = x.sort(descending=True)
+        s = torch.where(s.cumsum(-1) - s < p, s, torch.zeros_like(s))
+        out = torch.zeros_like(x).scatter(-1, o, s)
+        return out / out.sum()
+    if p_first:
+        out = top_k(nucleus(probs))
+        return out / out.sum()
+    return nucleus(top_k(probs))
+
+
+def test_sampler(capsys):
+    accepts_every_form(capsys, ex.check_sampler, sampler)
+    rejects(capsys, ex.check_sampler, lambda *a: sampler(*a, multiply=True), "multiplied by the temperature")
+    rejects(capsys, ex.check_sampler, lambda *a: sampler(*a, p_first=True), "top-p before top-k")
+    rejects(capsys, ex.check_sampler, lambda *a: sampler(*a, rescale_k=False), "not rescaled")
+    rejects(capsys, ex.check_sampler, lambda l, t, k, p: sampler(l, t, k + 1, p), "elements differ")
+    rejects(capsys, ex.check_sampler, lambda l, t, k, p: sampler(l, 1.0 if t else 0, k, p), "temperature is ignored")
+    rejects(capsys, ex.check_sampler, lambda l, t, k, p: sampler(l, t, 0, p), "top-k is ignored")
+    rejects(capsys, ex.check_sampler, lambda l, t, k, p: sampler(l, t, k, 1.0), "top-p is ignored")
+    rejects(capsys, ex.check_sampler, lambda l, t, k, p: (l / t).softmax(-1), "temperature 0 gave inf or NaN")
+
+
+def ablate(model, tokens, layer, head, how, where="head", mean_dims=(0, 1), zero_for_mean=False, returns=True):
+    name = f"layers.{layer}.attention.hook_z"
+    _, cache = model.run_with_cache(tokens, names=[name])
+    z = cache[name]
+    index = {"head": (slice(None), slice(None), head), "position": (slice(None), head), "layer": (Ellipsis,)}[where]
+    value = 0.0 if how == "zero" or zero_for_mean else (z if mean_dims == "all heads" else z[index]).mean(
+        dim=(0, 1, 2) if mean_dims == "all heads" else mean_dims)
+
+    def hook(x, _):
+        x = x.clone()
+        x[index] = value
+        return x if returns else None
+    with model.hooks([(name, hook)]):
+        return model(tokens)
+
+
+def test_ablate_head(capsys):
+    accepts(capsys, ex.check_ablate_head, ablate)
+    accepts(capsys, ex.check_ablate_head, lambda *a: ablate(*a).numpy())
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, returns=False), "unablated")
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, where="position"), "position `head`")
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, zero_for_mean=True), "used zeros")
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, mean_dims="all heads"), "over the heads")
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, mean_dims=0), "over the batch only")
+    rejects(capsys, ex.check_ablate_head, lambda m, t, l, h, how: m(t) * 0, "elements differ")
+
+
+def sweep(model, clean, corrupted, layer, metric, whole_head=False, whole_position=False, reverse=False, returns=True):
+    if reverse:
+        clean, corrupted = corrupted, clean
+    name = f"layers.{layer}.attention.hook_z"
+    _, cache = model.run_with_cache(clean, names=[name])
+    seq, n_heads = corrupted.shape[1], model.cfg.n_heads
+    out = torch.zeros(n_heads, seq)
+    for h in range(n_heads):
+        for p in range(seq):
+            def hook(z, _):
+                z = z.clone()
+                pos = slice(None) if whole_head else p
+                heads = slice(None) if whole_position else h
+                z[:, pos, heads] = cache[name][:, pos, heads]
+                return z if returns else None
+            with model.hooks([(name, hook)]):
+                out[h, p] = metric(model(corrupted))
+    return out
+
+
+def test_head_position_patching(capsys):
+    accepts_every_form(capsys, ex.check_head_position_patching, sweep)
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a).T, "rows are positions")
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, whole_head=True), "each row is constant")
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, whole_position=True), "each column is constant")
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, reverse=True), "direction is reversed")
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, returns=False), "never reached the model")
+
+
+def ov(W_E, W_V, W_O, W_U, dim=0, pick=torch.argmax, count=False):
+    circuit = W_U @ W_O @ W_V @ W_E.T
+    hits = (pick(circuit, dim=dim) == torch.arange(circuit.shape[0])).double()
+    return hits.sum() if count else hits.mean()
+
+
+def test_ov_copying(capsys):
+    accepts(capsys, ex.check_ov_copying, ov)
+    accepts(capsys, ex.check_ov_copying, lambda *a: float(ov(*a)))
+    accepts(capsys, ex.check_ov_copying, lambda *a: np.float64(ov(*a)))
+    rejects(capsys, ex.check_ov_copying, lambda *a: ov(*a, dim=1), "along the rows")
+    rejects(capsys, ex.check_ov_copying, lambda *a: ov(*a, count=True), "a count")
+    rejects(capsys, ex.check_ov_copying, lambda E, V, O, U: analysis_copying_score(U @ O, V @ E.T), "eigenvalue")
+    rejects(capsys, ex.check_ov_copying, lambda *a: ov(*a, pick=torch.argmin), "SMALLEST")
+    rejects(capsys, ex.check_ov_copying, lambda E, V, O, U: ov(E, V, O, E), "unembedded with W_E")
+    rejects(capsys, ex.check_ov_copying, lambda *a: ov(*a) + 0.5, "expected")
+
+
+def analysis_copying_score(left, right):
+    from mistral_edu.analysis import copying_score
+    return copying_score(left, right)
+
+
+def probe(tx, ty, vx, vy, cty, cvy, cut="classes", on_train=False, plain=False, control_on_real=False, sign=1.0):
+    from mistral_edu.analysis import balanced_accuracy
+    score = (lambda g, y: float(((g > 0).long() == y).float().mean())) if plain else balanced_accuracy
+    ex_, real_y, ctrl_y = (tx, ty, cty) if on_train else (vx, vy, cvy)
+
+    def acc(fit_y, eval_y):
+        ones, zeros = tx[fit_y == 1].mean(0), tx[fit_y == 0].mean(0)
+        d = sign * (ones - zeros)
+        b = {"classes": (ones + zeros) @ d / 2, "rows": tx.mean(0) @ d, "zero": 0.0}[cut]
+        return score(ex_ @ d - b, eval_y)
+    return acc(ty, real_y), acc(cty, real_y if control_on_real else ctrl_y)
+
+
+def test_probe_with_control(capsys):
+    accepts(capsys, ex.check_probe_with_control, probe)
+    accepts(capsys, ex.check_probe_with_control, lambda *a: list(probe(*a)))
+    accepts(capsys, ex.check_probe_with_control, lambda *a: tuple(torch.tensor(v) for v in probe(*a)))
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, on_train=True), "training accuracies")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, cut="zero"), "threshold is 0")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, cut="rows"), "mean of ALL training rows")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, plain=True), "plain accuracy")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, control_on_real=True), "real test labels")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a, sign=-1.0), "points from label 1")
+    rejects(capsys, ex.check_probe_with_control, lambda *a: probe(*a)[0], "two numbers")
+
+
+def steer(model, prompt, layer, vector, scale, n, point="hook_resid_post", bos=False, when="always", returns=True):
+    def add(x, _):
+        many = x.shape[1] > 1
+        if (when == "prompt" and not many) or (when == "steps" and many):
+            return x
+        shifted = x + scale * vector
+        if many and not bos:
+            shifted[:, 0] = x[:, 0]
+        return shifted if returns else None
+    with model.hooks([(f"layers.{layer}.{point}", add)]):
+        return me.generate(model, prompt, max_new_tokens=n, stop_at_eos=False)
+
+
+def test_steered_generate(capsys):
+    accepts(capsys, ex.check_steered_generate, steer)
+    accepts(capsys, ex.check_steered_generate, lambda *a: torch.tensor(steer(*a)))
+    rejects(capsys, ex.check_steered_generate, lambda *a: steer(*a, returns=False), "unsteered")
+    rejects(capsys, ex.check_steered_generate, lambda m, p, l, v, s, n: steer(m, p, l, v, -s, n), "sign is reversed")
+    rejects(capsys, ex.check_steered_generate, lambda m, p, l, v, s, n: steer(m, p, l, v, 1.0, n), "scale is ignored")
+    rejects(capsys, ex.check_steered_generate, lambda *a: steer(*a, point="hook_resid_pre"), "hook_resid_pre")
+    rejects(capsys, ex.check_steered_generate, lambda *a: steer(*a, bos=True), "shifted BOS")
+    rejects(capsys, ex.check_steered_generate, lambda *a: steer(*a, when="prompt"), "only the prompt")
+    rejects(capsys, ex.check_steered_generate, lambda *a: steer(*a, when="steps"), "only the decoding steps")

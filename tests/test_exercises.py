@@ -1,6 +1,7 @@
 """The exercise machinery: one Verdict, tiered help (task, hints, reveal), solutions that pass, stubs that
 never raise or print a solution."""
 import math
+import re
 
 import pytest
 import torch
@@ -13,16 +14,21 @@ from mistral_edu.exercises.verdict import compare_tensors
 from mistral_edu.memory import parameter_count
 
 FUNCTION_CHECKERS = {
-    "rms_norm": exercises.check_rms_norm, "rope": exercises.check_rope,
-    "rope_rotate_half": exercises.check_rope_rotate_half, "wavelength": exercises.check_wavelength,
-    "causal_attention": exercises.check_causal_attention, "repeat_kv": exercises.check_repeat_kv,
+    "rms_norm": exercises.check_rms_norm, "rope": exercises.check_rope, "wavelength": exercises.check_wavelength,
+    "grouped_attention": exercises.check_grouped_attention, "repeat_kv": exercises.check_repeat_kv,
     "decode_step": exercises.check_decode_step, "rolling_slot": exercises.check_rolling_slot,
-    "top_p": exercises.check_top_p, "swiglu": exercises.check_swiglu,
+    "top_p": exercises.check_top_p, "sampler": exercises.check_sampler,
     "kv_bytes_per_token": exercises.check_kv_bytes_per_token, "kv_cache_bytes": exercises.check_kv_cache_bytes,
     "weight_bytes": exercises.check_weight_bytes, "block_parameters": exercises.check_block_parameters,
     "previous_token_scores": exercises.check_previous_token_scores, "head_entropy": exercises.check_head_entropy,
     "induction_scores": exercises.check_induction_scores, "patching": exercises.check_patching,
     "bytes_to_text": exercises.check_bytes_to_text, "k_composition": exercises.check_k_composition,
+    "ablate_head": exercises.check_ablate_head, "head_position_patching": exercises.check_head_position_patching,
+    "ov_copying": exercises.check_ov_copying, "probe_with_control": exercises.check_probe_with_control,
+    "steered_generate": exercises.check_steered_generate,
+    "decode_tokens_per_second": exercises.check_decode_tokens_per_second,
+    "matmul_intensity": exercises.check_matmul_intensity, "balanced_accuracy": exercises.check_balanced_accuracy,
+    "mean_difference": exercises.check_mean_difference,
 }
 
 
@@ -38,9 +44,11 @@ def fresh_hints(monkeypatch):
 
 def solution(name, **names):
     """The function that reveal(name) prints, defined by running its code."""
-    namespace = {"torch": torch, "math": math, **names}
+    from mistral_edu.analysis import balanced_accuracy
+    given = {"torch": torch, "math": math, "me": me, "balanced_accuracy": balanced_accuracy, **names}
+    namespace = dict(given)
     exec(EXERCISES[name].solution, namespace)
-    return namespace[next(k for k in namespace if k not in ("torch", "math", "__builtins__", *names))]
+    return namespace[re.match(r"def (\w+)", EXERCISES[name].solution).group(1)]
 
 
 # ------------------------------------------------------------------ the verdict
@@ -109,7 +117,7 @@ def test_the_checkers_own_failure_is_never_blamed_on_the_learner(capsys, monkeyp
     def broken(*args, **kwargs):
         raise RuntimeError("reference broke")
     monkeypatch.setattr(attention, "_causal", broken)
-    assert not exercises.check_causal_attention(lambda q, k, v: q)
+    assert not exercises.check_grouped_attention(lambda q, k, v: q)
     out = capsys.readouterr().out
     assert "the checker itself failed (RuntimeError: reference broke)" in out and "your code raised" not in out
 
@@ -177,6 +185,7 @@ def test_the_revealed_value_answers_pass(capsys, tok):
         exec(EXERCISES[name].solution, namespace)
         assert checker(namespace[name]), capsys.readouterr().out
     assert exercises.check_chat_ids(solution("chat_ids", tok=tok), tok), capsys.readouterr().out
+    assert exercises.check_bpe_encode(solution("bpe_encode"), tok), capsys.readouterr().out
 
 
 def test_the_revealed_induction_head_solution_passes(capsys):

@@ -1,4 +1,4 @@
-"""Attention exercises (notebooks 04, 06 and 10): causal attention, repeat_kv, one cached decoding step.
+"""Attention exercises (notebooks 04, 06 and 10): grouped-query attention, repeat_kv, one cached decoding step.
 
 The references are PyTorch's scaled_dot_product_attention and the package's repeat_kv; each wrong
 answer a learner usually writes is built from them with the one slip changed.
@@ -15,26 +15,31 @@ from ..model import repeat_kv
 from .catalogue import Exercise, register
 from .verdict import Case, Verdict, WrongAnswer, as_tensor, attempt, check, compare_tensors, judge_tensors
 
-__all__ = ["check_causal_attention", "check_decode_step", "check_repeat_kv"]
+__all__ = ["check_decode_step", "check_grouped_attention", "check_repeat_kv"]
 
-CAUSAL_ATTENTION = register(Exercise(
-    name="causal_attention", notebook="04", difficulty=2, minutes=15,
-    task="write causal_attention(q, k, v) for one head, (seq, head_dim) inputs: each token attends to itself "
-         "and the tokens before it",
-    hints=("attention compares every query with every key, turns each query's scores into weights that sum to 1,"
-           " and averages the values with those weights; causal means a token may read itself and the past, "
-           "never the future",
-           "first build the table of query-key scores and shrink it by the square root of head_dim; then hide "
-           "the cells where the key comes after the query (those above the diagonal, not the diagonal itself) so"
-           " the softmax gives them no weight; normalise along the keys, and mix the values"),
-    solution='''def causal_attention(q, k, v):
-    scores = q @ k.T / math.sqrt(q.shape[-1])                                # (seq, seq)
-    future = torch.ones(scores.shape, dtype=torch.bool).triu(1)              # above the diagonal only
-    return scores.masked_fill(future, float("-inf")).softmax(-1) @ v         # (seq, head_dim)''',
+GROUPED_ATTENTION = register(Exercise(
+    name="grouped_attention", notebook="04", difficulty=3, minutes=20,
+    task="write grouped_attention(q, k, v) for q (seq, n_heads, head_dim) and k, v (seq, n_kv_heads, head_dim): causal "
+         "attention in which query head h reads KV head h // (n_heads // n_kv_heads), WITHOUT copying k or v (the "
+         "section above repeats them; fast kernels do not): return (seq, n_heads, head_dim)",
+    hints=("the query heads that share a KV head form a group: seen as groups, the queries are (seq, n_kv_heads, "
+           "n_rep, head_dim), and every query in group g meets the same keys and values, so nothing needs copying",
+           "reshape the queries into their groups, score each group's queries against its own KV head (a sum over "
+           "head_dim that keeps the group index on both sides), scale by the square root of head_dim, hide the "
+           "future, normalise over the keys, mix that KV head's values, and merge the group axes back into heads"),
+    solution='''def grouped_attention(q, k, v):
+    seq, n_heads, head_dim = q.shape
+    n_kv = k.shape[1]
+    groups = q.reshape(seq, n_kv, n_heads // n_kv, head_dim)                   # (seq, n_kv, n_rep, head_dim)
+    scores = torch.einsum("qgrd,kgd->grqk", groups, k) / math.sqrt(head_dim)   # (n_kv, n_rep, seq, seq)
+    future = torch.ones(seq, seq, dtype=torch.bool).triu(1)                    # above the diagonal only
+    weights = scores.masked_fill(future, float("-inf")).softmax(-1)            # (n_kv, n_rep, seq, seq)
+    z = torch.einsum("grqk,kgd->qgrd", weights, v)                             # (seq, n_kv, n_rep, head_dim)
+    return z.reshape(seq, n_heads, head_dim)''',
 ))
 
 REPEAT_KV = register(Exercise(
-    name="repeat_kv", notebook="10", difficulty=1, minutes=10,
+    name="repeat_kv", notebook="04", difficulty=1, minutes=10,
     task="write repeat_kv(x, n_rep): (batch, seq, n_kv_heads, head_dim) -> (batch, seq, n_kv_heads * n_rep, "
          "head_dim), so that head h of the result is KV head h // n_rep",
     hints=("grouped-query attention shares each KV head among n_rep consecutive query heads: heads 0..n_rep-1 "
@@ -76,38 +81,48 @@ def _causal(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | No
     return scores.masked_fill(hidden, fill).softmax(dim) @ v                                  # (seq, head_dim)
 
 
-CAUSAL_SLIPS = {
-    "no causal mask: each token may read the future": lambda c: _causal(*c.args, diagonal=c.args[0].shape[0]),
-    "no 1/sqrt(head_dim) scaling": lambda c: _causal(*c.args, scale=1.0),
+def _grouped(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tiled: bool = False, **slip) -> torch.Tensor:
+    """Grouped causal attention head by head, with one slip of _causal (or tiled KV heads) applied."""
+    n_rep = q.shape[1] // k.shape[1]
+    expand = (lambda t: t.repeat(1, n_rep, 1)) if tiled else (lambda t: t.repeat_interleave(n_rep, 1))
+    k, v = expand(k), expand(v)                                                               # (seq, n_heads, hd)
+    return torch.stack([_causal(q[:, h], k[:, h], v[:, h], **slip) for h in range(q.shape[1])], 1)
+
+
+GROUPED_SLIPS = {
+    "query heads read the wrong KV heads (tiled 0,1,0,1,...): query head h reads KV head h // n_rep, so the copies "
+    "of one KV head stay together": lambda c: _grouped(*c.args, tiled=True),
+    "no causal mask: each token may read the future": lambda c: _grouped(*c.args, diagonal=c.args[0].shape[0]),
+    "no 1/sqrt(head_dim) scaling": lambda c: _grouped(*c.args, scale=1.0),
     "you scaled by 1/head_dim: the scores are divided by the SQUARE ROOT of head_dim, which keeps their variance at 1":
-        lambda c: _causal(*c.args, scale=1 / c.args[0].shape[-1]),
-    "you multiplied by sqrt(head_dim) instead of dividing": lambda c: _causal(*c.args, scale=math.sqrt(c.args[0].shape[-1])),
-    "softmax over the queries (dim 0) instead of the keys": lambda c: torch.nan_to_num(_causal(*c.args, dim=0)),
-    "the first row is NaN: your mask hides the diagonal too, so token 0 has no key left to read (softmax of all "
-    "-inf); a token may attend to itself, so only the entries ABOVE the diagonal are hidden":
-        lambda c: _causal(*c.args, diagonal=0),
+        lambda c: _grouped(*c.args, scale=1 / c.args[0].shape[-1]),
+    "softmax over the queries instead of the keys": lambda c: torch.nan_to_num(_grouped(*c.args, dim=0)),
+    "the mask hides the diagonal too, so token 0 has no key left to read (softmax of all -inf gives NaN); a token "
+    "may attend to itself, so only the entries ABOVE the diagonal are hidden": lambda c: _grouped(*c.args, diagonal=0),
     "the mask hides the diagonal as well: a token may attend to itself, so only the entries ABOVE the diagonal "
-    "are hidden": lambda c: _causal(*c.args, diagonal=0, fill=-1e9),
+    "are hidden": lambda c: _grouped(*c.args, diagonal=0, fill=-1e9),
     "the mask starts one diagonal too far: each token can still read the token right after it":
-        lambda c: _causal(*c.args, diagonal=2),
+        lambda c: _grouped(*c.args, diagonal=2),
     "you hid the past instead of the future (the triangle BELOW the diagonal): a token reads itself and what "
-    "came before it": lambda c: _causal(*c.args, past=True),
+    "came before it": lambda c: _grouped(*c.args, past=True),
 }
 
 
-def check_causal_attention(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None) -> Verdict:
-    """fn(q, k, v): one head of causal attention with (seq, head_dim) inputs, in two configurations."""
+def check_grouped_attention(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None) -> Verdict:
+    """fn(q, k, v): causal grouped-query attention, (seq, heads, head_dim) inputs, in two configurations."""
     g = torch.Generator().manual_seed(4)
     cases = []
-    for seq, d in [(7, 16), (5, 4)]:
-        q, k, v = (torch.randn(seq, d, generator=g) * 2 for _ in range(3))                  # (seq, d) each
-        cases.append(Case(f"q, k, v of shape ({seq}, {d})", (q, k, v),
-                          F.scaled_dot_product_attention(q[None], k[None], v[None], is_causal=True)[0]))
+    for seq, n_heads, n_kv, d in [(7, 8, 2, 16), (5, 6, 3, 4)]:
+        q = torch.randn(seq, n_heads, d, generator=g) * 2                                     # (seq, n_heads, d)
+        k, v = (torch.randn(seq, n_kv, d, generator=g) * 2 for _ in range(2))                 # (seq, n_kv, d)
+        expected = F.scaled_dot_product_attention(q.transpose(0, 1), repeat_kv(k[None], n_heads // n_kv)[0].transpose(0, 1),
+                                                  repeat_kv(v[None], n_heads // n_kv)[0].transpose(0, 1), is_causal=True)
+        cases.append(Case(f"q ({seq}, {n_heads}, {d}) with {n_kv} KV heads", (q, k, v), expected.transpose(0, 1)))
 
     def verify(fn) -> str | None:
-        return judge_tensors(fn, cases, CAUSAL_SLIPS)
+        return judge_tensors(fn, cases, GROUPED_SLIPS)
 
-    return check(CAUSAL_ATTENTION, fn, verify, "equal to F.scaled_dot_product_attention(is_causal=True)")
+    return check(GROUPED_ATTENTION, fn, verify, "equal to F.scaled_dot_product_attention over repeat_kv's heads")
 
 
 REPEAT_KV_SLIPS = {

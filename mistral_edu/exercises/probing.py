@@ -1,4 +1,5 @@
-"""Probing and steering exercises (notebook 12): a probe's balanced accuracy, and a steering vector.
+"""Probing and steering exercises (notebook 12): a probe's balanced accuracy, a probe with its control, and a
+steering vector.
 
 The references are mistral_edu.analysis's balanced_accuracy and mean_difference, the functions the
 lesson's curves are computed with. The inputs are imbalanced on purpose: with equal classes plain
@@ -13,9 +14,9 @@ import torch
 from ..analysis.probing import balanced_accuracy
 from ..analysis.steering import mean_difference
 from .catalogue import Exercise, register
-from .verdict import Case, Verdict, check, judge_numbers, judge_tensors
+from .verdict import Case, Verdict, WrongAnswer, as_number, check, judge_numbers, judge_tensors
 
-__all__ = ["check_balanced_accuracy", "check_mean_difference"]
+__all__ = ["check_balanced_accuracy", "check_mean_difference", "check_probe_with_control"]
 
 BALANCED_ACCURACY = register(Exercise(
     name="balanced_accuracy", notebook="12", difficulty=1, minutes=10,
@@ -124,3 +125,97 @@ def check_mean_difference(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
         return judge_tensors(fn, cases, MEAN_DIFFERENCE_SLIPS)
 
     return check(MEAN_DIFFERENCE, fn, verify, "your steering vector equals the package's mean_difference")
+
+
+PROBE_WITH_CONTROL = register(Exercise(
+    name="probe_with_control", notebook="12", difficulty=2, minutes=20,
+    task="write probe_with_control(train_x, train_y, test_x, test_y, control_train_y, control_test_y) -> (accuracy, "
+         "control_accuracy): the test balanced accuracy of a mean-difference probe (direction: class-1 mean minus "
+         "class-0 mean of the training rows; label 1 where the projection is above the midpoint of the two class "
+         "means' projections), fitted and tested once on the real labels and once on the control labels",
+    hints=("a probe's accuracy alone does not say the model represents the label: a control task (labels that follow "
+           "the token ids, not the property) shows how much a probe of this size can memorise; the gap between the "
+           "two is the selectivity",
+           "write the probe once as a small function of training rows and labels that returns its predictions on "
+           "the test rows (direction from the two class means, threshold halfway between them), score it with "
+           "balanced accuracy on the test rows, and call it with the real labels and with the control labels"),
+    solution='''def probe_with_control(train_x, train_y, test_x, test_y, control_train_y, control_test_y):
+    def accuracy(train_labels, test_labels):
+        ones, zeros = train_x[train_labels == 1].mean(0), train_x[train_labels == 0].mean(0)   # (dim,) each
+        direction = ones - zeros
+        threshold = (ones + zeros) @ direction / 2              # halfway between the two means' projections
+        logits = test_x @ direction - threshold                 # (n_test,): > 0 predicts label 1
+        return balanced_accuracy(logits, test_labels)
+    return accuracy(train_y, test_y), accuracy(control_train_y, control_test_y)''',
+))
+
+
+def _probe_logits(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, midpoint: str = "classes",
+                  sign: float = 1.0) -> torch.Tensor:
+    """Logits on test_x of the mean-difference probe fitted on (train_x, train_y); midpoint 'classes', 'rows' or 'zero'."""
+    ones, zeros = train_x[train_y == 1].mean(0), train_x[train_y == 0].mean(0)           # (dim,) each
+    direction = sign * (ones - zeros)                                                     # (dim,)
+    threshold = {"classes": (ones + zeros) @ direction / 2, "rows": train_x.mean(0) @ direction, "zero": 0.0}[midpoint]
+    return test_x @ direction - threshold                                                  # (n_test,)
+
+
+def probe_with_control(train_x, train_y, test_x, test_y, control_train_y, control_test_y, midpoint: str = "classes",
+                       on_train: bool = False, score=balanced_accuracy, control_tested_on_real: bool = False,
+                       sign: float = 1.0) -> torch.Tensor:
+    """(accuracy, control accuracy) of the mean-difference probe, with one choice changeable for the slips."""
+    eval_x = train_x if on_train else test_x
+
+    def accuracy(fit_y, eval_y):
+        return score(_probe_logits(train_x, fit_y, eval_x, midpoint, sign), eval_y)
+
+    real_eval, control_eval = (train_y, control_train_y) if on_train else (test_y, control_test_y)
+    control = accuracy(control_train_y, real_eval if control_tested_on_real else control_eval)
+    return torch.tensor([accuracy(train_y, real_eval), control], dtype=torch.float64)
+
+
+def _plain_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(((logits > 0).long() == labels).float().mean())
+
+
+PROBE_SLIPS = {
+    "those are training accuracies: a probe is scored on the held-out test rows":
+        lambda c: probe_with_control(*c.args, on_train=True),
+    "the threshold is 0: the probe's cut sits halfway between the two class means' projections":
+        lambda c: probe_with_control(*c.args, midpoint="zero"),
+    "the threshold is the projection of the mean of ALL training rows; with imbalanced classes that is not halfway "
+    "between the two class means": lambda c: probe_with_control(*c.args, midpoint="rows"),
+    "that is plain accuracy, pulled toward the majority class: score with balanced accuracy":
+        lambda c: probe_with_control(*c.args, score=_plain_accuracy),
+    "the control probe was scored against the real test labels: a control is fitted AND tested on control labels":
+        lambda c: probe_with_control(*c.args, control_tested_on_real=True),
+    "your direction points from label 1 to label 0: class 1's mean minus class 0's":
+        lambda c: probe_with_control(*c.args, sign=-1.0),
+}
+
+
+def _probe_case(seed: int, n: int, dim: int, ones: float, label: str) -> Case:
+    """Imbalanced rows with a real signal on the label, and control labels drawn per 'token id'."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < ones).long()                                       # (n,)
+    ids = torch.randint(0, 12, (n,), generator=g)                                        # (n,): pretend token ids
+    control = (torch.rand(12, generator=g) < 0.5).long()[ids]                            # (n,): a label per id
+    x = torch.randn(n, dim, generator=g, dtype=torch.float64) + 0.8 * y[:, None] + 0.3 * ids[:, None].double() / 12
+    split = n * 2 // 3
+    args = (x[:split], y[:split], x[split:], y[split:], control[:split], control[split:])
+    return Case(label, args, probe_with_control(*args))
+
+
+def check_probe_with_control(fn: Callable[..., tuple[float, float]] | None) -> Verdict:
+    """fn(train_x, train_y, test_x, test_y, control_train_y, control_test_y) -> (accuracy, control_accuracy)."""
+    cases = [_probe_case(31, 90, 6, 0.25, "90 rows of dim 6, a quarter labelled 1"),
+             _probe_case(32, 60, 4, 0.7, "60 rows of dim 4, 70% labelled 1")]
+
+    def pair(value) -> torch.Tensor:
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise WrongAnswer(f"return two numbers, (accuracy, control_accuracy); got {type(value).__name__}")
+        return torch.tensor([float(as_number(v, "two numbers")) for v in value], dtype=torch.float64)
+
+    def verify(fn) -> str | None:
+        return judge_tensors(fn, cases, PROBE_SLIPS, atol=1e-6, convert=pair)
+
+    return check(PROBE_WITH_CONTROL, fn, verify, "the probe and its control, scored as lesson 12 scores them")

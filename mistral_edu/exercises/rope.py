@@ -1,8 +1,8 @@
-"""RoPE exercises (notebooks 03 and 10): Mistral's rotation, Hugging Face's rotate-half form, wavelengths.
+"""RoPE exercises (notebooks 03 and 10): Mistral's rotation in real arithmetic, and wavelengths.
 
 Every reference comes from the package's apply_rope, rope_rotations and rope_inverse_frequencies.
-The rotate-half form is Mistral's rotation seen through the channel permutation that the checkpoint
-conversion applies to wq and wk (permute_for_hf): the lesson of notebook 03, used as its checker.
+The rotate-half slip is Mistral's rotation seen through the channel permutation that the checkpoint
+conversion applies to wq and wk (permute_for_hf): the lesson of notebook 03, used to name the slip.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from ..model import apply_rope, rope_inverse_frequencies, rope_rotations
 from .catalogue import Exercise, register
 from .verdict import Case, Verdict, as_tensor, attempt, check, compare_tensors, judge_numbers, judge_tensors
 
-__all__ = ["check_rope", "check_rope_rotate_half", "check_wavelength"]
+__all__ = ["check_rope", "check_wavelength"]
 
 ROPE = register(Exercise(
-    name="rope", notebook="10", difficulty=3, minutes=25,
+    name="rope", notebook="03, 10", difficulty=3, minutes=25,
     task="write rope(x, positions, theta) for x (batch, seq, heads, head_dim): rotate each pair of neighbouring "
          "dimensions (2i, 2i+1) at position m by the angle m * theta**(-2i/head_dim)",
     hints=("a pair (a, b) is a point in the plane; rotating it by an angle turns it around the origin; pair i "
@@ -35,23 +35,6 @@ ROPE = register(Exercise(
     a, b = x[..., 0::2].float(), x[..., 1::2].float()                     # (batch, seq, heads, head_dim/2)
     rotated = torch.stack([a * cos - b * sin, a * sin + b * cos], -1)     # (batch, seq, heads, head_dim/2, 2)
     return rotated.flatten(-2).type_as(x)                                 # pairs back in place, x's dtype''',
-))
-
-ROPE_ROTATE_HALF = register(Exercise(
-    name="rope_rotate_half", notebook="03", difficulty=3, minutes=20,
-    task="write rope_hf(x, positions, theta) for x (seq, head_dim) in Hugging Face's rotate-half form, pairing "
-         "channel i with channel i + head_dim/2",
-    hints=("the same rotation as Mistral's, only the pairs are (i, i + d/2): each channel is mixed with its "
-           "partner in the other half",
-           "compute the d/2 angles per position and lay them out twice, one copy after the other; rotate_half "
-           "swaps the two halves and negates the one that moves to the front; combine cosine and sine terms"),
-    solution='''def rope_hf(x, positions, theta):
-    d = x.shape[-1]
-    angles = positions.double()[:, None] * theta ** (-torch.arange(0, d, 2, dtype=torch.float64) / d)  # (seq, d/2)
-    cos = torch.cat([angles.cos(), angles.cos()], -1).to(x.dtype)                                     # (seq, d)
-    sin = torch.cat([angles.sin(), angles.sin()], -1).to(x.dtype)
-    rotated = torch.cat([-x[..., d // 2:], x[..., :d // 2]], -1)                                      # rotate_half(x)
-    return x * cos + rotated * sin''',
 ))
 
 WAVELENGTH = register(Exercise(
@@ -80,11 +63,6 @@ def rotate_half_rope(x: torch.Tensor, positions: torch.Tensor, theta: float) -> 
     """Hugging Face's rotate-half RoPE of x (batch, seq, heads, head_dim): Mistral's in permuted channels."""
     inverse = to_half_layout(torch.arange(x.shape[-1])).argsort()    # (head_dim,): halves back to pairs
     return to_half_layout(mistral_rope(x[..., inverse], positions, theta))
-
-
-def rope_rotate_half_reference(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
-    """The rotate-half RoPE of x (seq, head_dim), the shape notebook 03's exercise uses."""
-    return rotate_half_rope(x[None, :, None], positions, theta)[0, :, 0]     # (seq, head_dim)
 
 
 def _freqs_off(x: torch.Tensor, positions: torch.Tensor, theta: float) -> torch.Tensor:
@@ -151,69 +129,6 @@ def check_rope(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] |
                 or _precision_problem(as_tensor(attempt(fn, *bf16.args)), bf16, atol=0.05))
 
     return check(ROPE, fn, verify, "your rotation matches apply_rope, in float32 and in bfloat16 at position 30,000")
-
-
-def _rotate_half_parts(x: torch.Tensor, positions: torch.Tensor, theta: float, interleave: bool = False
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin (seq, head_dim) of the rotate-half form; interleave=True repeats each angle in place instead."""
-    rotations = rope_rotations(positions, x.shape[-1], theta)                    # (seq, head_dim/2)
-    if interleave:
-        return rotations.real.repeat_interleave(2, -1), rotations.imag.repeat_interleave(2, -1)
-    return torch.cat([rotations.real] * 2, -1), torch.cat([rotations.imag] * 2, -1)
-
-
-def _halves_swapped(x: torch.Tensor) -> torch.Tensor:
-    d = x.shape[-1] // 2
-    return torch.cat([x[..., d:], x[..., :d]], -1)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    d = x.shape[-1] // 2
-    return torch.cat([-x[..., d:], x[..., :d]], -1)
-
-
-def _rotate_half_slip(kind: str) -> Callable[[Case], torch.Tensor]:
-    def make(c: Case) -> torch.Tensor:
-        x, positions, theta = c.args
-        cos, sin = _rotate_half_parts(x, positions, theta, interleave=kind == "interleaved angles")
-        if kind == "no minus":
-            return x * cos + _halves_swapped(x) * sin
-        if kind == "wrong way":
-            return x * cos - _rotate_half(x) * sin
-        return x * cos + _rotate_half(x) * sin
-    return make
-
-
-ROPE_ROTATE_HALF_SLIPS = {
-    "that is Mistral's interleaved pairing (2i, 2i+1), the complex form; the rotate-half form pairs "
-    "i with i + d/2": lambda c: mistral_rope(c.args[0][None, :, None], c.args[1], c.args[2])[0, :, 0],
-    "rotate_half needs a minus sign on the second half before swapping": _rotate_half_slip("no minus"),
-    "the rotation goes the wrong way: the rotate_half term is added with +sin, not subtracted":
-        _rotate_half_slip("wrong way"),
-    "each angle appears twice side by side (repeat_interleave): in the rotate-half form channel i and i + d/2 "
-    "share an angle, so the d/2 angles are laid out twice, one copy after the other":
-        _rotate_half_slip("interleaved angles"),
-    "the rotation ignores the positions given: use positions, not 0, 1, 2, ...":
-        lambda c: rope_rotate_half_reference(c.args[0], torch.arange(c.args[0].shape[0]), c.args[2]),
-    "theta is hard-coded to 1e6: use the theta argument": lambda c: rope_rotate_half_reference(c.args[0], c.args[1], 1e6),
-    "the frequencies are off: angle i (of d/2) turns by theta**(-2i/d)":
-        lambda c: to_half_layout(_freqs_off(c.args[0][None, :, None], c.args[1], c.args[2]))[0, :, 0],
-}
-
-
-def check_rope_rotate_half(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None) -> Verdict:
-    """fn(x, positions, theta): the rotate-half form of RoPE with x (seq, head_dim), two configurations."""
-    g = torch.Generator().manual_seed(3)
-    specs = [("x (6, 16) at positions [0, 1, 2, 7, 100, 5000], theta 1e4", torch.randn(6, 16, generator=g),
-              torch.tensor([0, 1, 2, 7, 100, 5000]), 1e4),
-             ("x (4, 8) at positions [3, 9, 1, 40], theta 1e6", torch.randn(4, 8, generator=g),
-              torch.tensor([3, 9, 1, 40]), 1e6)]
-    cases = [Case(label, (x, pos, theta), rope_rotate_half_reference(x, pos, theta)) for label, x, pos, theta in specs]
-
-    def verify(fn) -> str | None:
-        return judge_tensors(fn, cases, ROPE_ROTATE_HALF_SLIPS, atol=1e-4)
-
-    return check(ROPE_ROTATE_HALF, fn, verify, "rotate-half RoPE, as Hugging Face's modeling_mistral computes it")
 
 
 def check_wavelength(fn: Callable[[int, int, float], float] | None) -> Verdict:

@@ -1,4 +1,5 @@
-"""Tokenizer exercises (notebook 01): the chat template by hand, and byte-fallback pieces back to text.
+"""Tokenizer exercises (notebook 01): BPE from the pieces and scores, the chat template by hand, and
+byte-fallback pieces back to text.
 
 The chat reference is the tokenizer's own encode_chat (equal to mistral-common's v1 template).
 """
@@ -12,7 +13,7 @@ import torch
 from .catalogue import Exercise, register
 from .verdict import Verdict, WrongAnswer, as_number, attempt, check
 
-__all__ = ["check_bytes_to_text", "check_chat_ids"]
+__all__ = ["check_bpe_encode", "check_bytes_to_text", "check_chat_ids"]
 
 CHAT_IDS = register(Exercise(
     name="chat_ids", notebook="01", difficulty=2, minutes=15,
@@ -176,3 +177,80 @@ def check_bytes_to_text(fn: Callable[[list[str]], str] | None) -> Verdict:
         return f"{cases[i]} gave {results[i]!r}, expected {raws[i].decode('utf-8')!r}"
 
     return check(BYTES_TO_TEXT, fn, verify, "four pieces, one emoji: bytes are reassembled before they become text")
+
+
+BPE_ENCODE = register(Exercise(
+    name="bpe_encode", notebook="01", difficulty=3, minutes=20,
+    task="write bpe_encode(text, vocab, scores): the token ids sentencepiece gives `text` (without BOS), from "
+         "vocab (piece -> id) and scores (id -> score) alone: spaces become '▁', one '▁' goes in front, the text "
+         "starts as single characters, and the adjacent pair whose concatenation is a piece with the highest score "
+         "is merged, again and again, until no pair is a piece",
+    hints=("BPE builds a word from its letters up: each merge joins two neighbours into a longer piece, and the "
+           "score ranks the merges (a higher score was learnt earlier, from more frequent pairs); sentencepiece "
+           "marks word starts with '▁', so a space is part of the next word",
+           "normalise the text first, then keep a list of symbols; in each round look at every neighbouring pair, "
+           "keep the one whose joined string is in the vocabulary with the best score (the leftmost on a tie), "
+           "join it, and stop when no pair is in the vocabulary; look the final symbols up"),
+    solution='''def bpe_encode(text, vocab, scores):
+    symbols = list("▁" + text.replace(" ", "▁"))                 # sentencepiece's normalisation
+    while True:
+        pairs = [(scores[vocab[a + b]], -i) for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if a + b in vocab]
+        if not pairs:
+            return [vocab[s] for s in symbols]
+        i = -max(pairs)[1]                                         # best score, leftmost on a tie
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]''',
+))
+
+BPE_TEXTS = ["Hello world", "grouped rotary embeddings", "aaaaaaa", "a seahorse on the rooftop", "interpretability"]
+
+
+def bpe_reference(text: str, vocab: dict[str, int], scores: list[float], prefix: bool = True, spaces: bool = True,
+                  choose: str = "best") -> list[int]:
+    """sentencepiece's BPE with one rule changed: the '▁' prefix, spaces as '▁', which mergeable pair goes first.
+
+    choose: "best" (highest score, leftmost on a tie: the real rule), "worst" (lowest score) or "leftmost"
+    (the first pair that is a piece, whatever its score). A symbol missing from vocab becomes id 0 (unk).
+    """
+    text = text.replace(" ", "▁") if spaces else text
+    symbols = list(("▁" if prefix else "") + text)
+    while True:
+        pairs = [(scores[vocab[a + b]], i) for i, (a, b) in enumerate(zip(symbols, symbols[1:])) if a + b in vocab]
+        if not pairs:
+            return [vocab.get(s, 0) for s in symbols]
+        if choose == "best":
+            i = max(pairs, key=lambda p: (p[0], -p[1]))[1]
+        elif choose == "worst":
+            i = min(pairs, key=lambda p: (p[0], p[1]))[1]
+        else:
+            i = pairs[0][1]
+        symbols[i:i + 2] = [symbols[i] + symbols[i + 1]]
+
+
+BPE_SLIPS = {
+    "the first piece lacks its '▁': sentencepiece puts one '▁' in front of the text, as if it followed a space":
+        dict(prefix=False),
+    "spaces stay spaces: sentencepiece replaces each by '▁' before merging (no piece contains ' ')": dict(spaces=False),
+    "you merged the pair with the LOWEST score first: the highest score wins": dict(choose="worst"),
+    "you merged the first pair that is a piece, from the left (on these words that is also what greedy longest "
+    "match, WordPiece's rule, gives): BPE merges the pair with the highest score first, wherever it is":
+        dict(choose="leftmost"),
+}
+
+
+def check_bpe_encode(fn: Callable[[str, dict, list], list[int]] | None, tok) -> Verdict:
+    """fn(text, vocab, scores) -> ids equal to tok.encode(text, bos=False) on words with no byte fallback."""
+    vocab = {tok.id_to_piece(i): i for i in range(tok.vocab_size)}
+    scores = [tok.sp.get_score(i) for i in range(tok.vocab_size)]
+
+    def verify(fn) -> str | None:
+        got = [_ids(attempt(fn, text, vocab, scores)) for text in BPE_TEXTS]
+        expected = [tok.encode(text, bos=False) for text in BPE_TEXTS]
+        if got == expected:
+            return None
+        for why, options in BPE_SLIPS.items():
+            if all(g == bpe_reference(text, vocab, scores, **options) for g, text in zip(got, BPE_TEXTS)):
+                return why
+        i = next(i for i, (g, e) in enumerate(zip(got, expected)) if g != e)
+        return _chat_difference(tok, repr(BPE_TEXTS[i]), got[i], expected[i])
+
+    return check(BPE_ENCODE, fn, verify, "your BPE gives sentencepiece's ids, merge by merge")
