@@ -27,11 +27,11 @@ from .predictions import compare_prediction
 from .rmsnorm import check_normalized_length, check_rms_norm
 from .rope import check_rope, check_wavelength
 from .steering import check_steered_generate
-from .tokenizer import check_bpe_encode, check_bytes_to_text, check_chat_ids
+from .tokenizer import bpe_tables, check_bpe_encode, check_bytes_to_text, check_chat_ids
 from .verdict import Verdict, assert_close
 
 __all__ = [
-    "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
+    "EXERCISES", "Exercise", "Verdict", "assert_close", "bpe_tables", "hint", "reveal",
     "check_ablate_head", "check_balanced_accuracy", "check_block_parameters", "check_bpe_encode", "check_bytes_to_text",
     "check_chat_ids", "check_crossover_context", "check_decode_step", "check_decode_tokens_per_second",
     "check_grouped_attention", "check_head_entropy", "check_head_position_patching", "check_induction_head",

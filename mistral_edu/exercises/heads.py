@@ -204,8 +204,8 @@ def check_induction_head(answer: tuple[int, int] | None, model, period: int = 20
                          seed: int = 0) -> Verdict:
     """answer = (layer, head): a head with the highest induction score on repeated_tokens(...), ties included.
 
-    Heads within TIED of the best are accepted: on the embedded default 3.2 and 3.6 differ by about 0.002,
-    and which one leads changes with the sampled tokens.
+    Heads within TIED of the best are accepted: on the embedded default the two best differ by a few
+    thousandths, and which one leads changes with the sampled tokens.
     """
 
     def verify(a) -> str | None:

@@ -55,7 +55,7 @@ KV_BYTES_PER_TOKEN = register(Exercise(
 ))
 
 KV_CACHE_BYTES = register(Exercise(
-    name="kv_cache_bytes", notebook="07, 10", difficulty=2, minutes=10,
+    name="kv_cache_bytes", notebook="07", difficulty=2, minutes=10,
     task="write kv_cache_bytes(cfg, context, batch, bytes_per_value): the bytes of the KV cache of `batch` "
          "sequences of `context` tokens; with a sliding window (cfg.sliding_window: 4096 for v0.1, None for v0.2) the "
          "rolling buffer keeps only the last sliding_window tokens of each sequence",

@@ -19,7 +19,7 @@ from .verdict import Case, Verdict, as_number, as_tensor, attempt, check, compar
 __all__ = ["check_normalized_length", "check_rms_norm"]
 
 RMS_NORM = register(Exercise(
-    name="rms_norm", notebook="02, 10", difficulty=2, minutes=15,
+    name="rms_norm", notebook="10", difficulty=2, minutes=15,
     task="write rms_norm(x, weight, eps): x divided by its root mean square over the last dimension, times "
          "weight, with the statistic computed in float32 and the result in x's dtype",
     hints=("RMSNorm is LayerNorm without the centring: it rescales each vector so its root mean square is 1 (eps"

@@ -13,7 +13,7 @@ import torch
 from .catalogue import Exercise, register
 from .verdict import Verdict, WrongAnswer, as_number, attempt, check
 
-__all__ = ["check_bpe_encode", "check_bytes_to_text", "check_chat_ids"]
+__all__ = ["bpe_tables", "check_bpe_encode", "check_bytes_to_text", "check_chat_ids"]
 
 CHAT_IDS = register(Exercise(
     name="chat_ids", notebook="01", difficulty=2, minutes=15,
@@ -237,10 +237,15 @@ BPE_SLIPS = {
 }
 
 
+def bpe_tables(tok) -> tuple[dict[str, int], list[float]]:
+    """The two tables BPE needs: {piece: id} and the score of every id, read from the sentencepiece model."""
+    return ({tok.id_to_piece(i): i for i in range(tok.vocab_size)},
+            [tok.sp.get_score(i) for i in range(tok.vocab_size)])
+
+
 def check_bpe_encode(fn: Callable[[str, dict, list], list[int]] | None, tok) -> Verdict:
     """fn(text, vocab, scores) -> ids equal to tok.encode(text, bos=False) on words with no byte fallback."""
-    vocab = {tok.id_to_piece(i): i for i in range(tok.vocab_size)}
-    scores = [tok.sp.get_score(i) for i in range(tok.vocab_size)]
+    vocab, scores = bpe_tables(tok)
 
     def verify(fn) -> str | None:
         got = [_ids(attempt(fn, text, vocab, scores)) for text in BPE_TEXTS]
