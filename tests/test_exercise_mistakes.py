@@ -516,6 +516,7 @@ def test_patching(capsys):
     rejects(capsys, ex.check_patching, lambda m, c, k, l, p: m(c), "clean logits")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, everywhere=True), "patched every")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, hook="hook_resid_post"), "hook_resid_post")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, hook="hook_resid_mid"), "hook_resid_mid")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=-1), "position - 1")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=1), "position + 1")
     rejects(capsys, ex.check_patching, lambda m, c, k, l, p: patch(m, k, c, l, p), "direction is reversed")
@@ -640,6 +641,8 @@ def test_bpe_encode(capsys, tok):
         return ids
     rejects(capsys, ex.check_bpe_encode, longest, "greedy longest match", tok)
     rejects(capsys, ex.check_bpe_encode, lambda t, v, s: tok.encode(t), "first difference", tok)
+    out_of_order = lambda t, v, s: bpe(t, v, s)[::-1]
+    rejects(capsys, ex.check_bpe_encode, out_of_order, "first difference at position 0", tok)
 
 
 def sampler(logits, t, k, p, multiply=False, p_first=False, rescale_k=True):

@@ -197,18 +197,53 @@ def test_the_revealed_induction_head_solution_passes(capsys):
     assert exercises.check_induction_head(find(model, tokens, 6), model, 6, 2), capsys.readouterr().out
 
 
-def test_the_instructor_guide_times_are_the_exercises_own():
-    """The README's suggested timing for the workshop is read against each exercise's estimated minutes."""
+WORKSHOP_PHRASES = {"welcome and set-up check": "welcome and set-up check", "rms_norm": "RMSNorm", "rope": "RoPE",
+                    "decode_step": "one cached decoding step", "break": "break", "induction_scores": "induction scores",
+                    "induction_head": "find an induction head", "patching": "patch an activation",
+                    "wrap-up with 10_workshop_solutions.ipynb": "wrap-up"}
+
+
+def test_the_workshop_plan_fits_its_length_with_slack():
+    schedule = catalogue.workshop_schedule()
+    names = [what for what, _ in schedule]
+    assert names[0].startswith("welcome") and "break" in names and names[-1].startswith("wrap-up")
+    assert catalogue.workshop_slack() >= 15
+    assert sum(minutes for _, minutes in schedule) + catalogue.workshop_slack() == catalogue.WORKSHOP_MINUTES
+    for part in catalogue.WORKSHOP_PLAN:
+        if isinstance(part, str):
+            assert "10" in EXERCISES[part].notebook.split(", "), part
+
+
+def _timing_text(text, start, end):
+    import re
+    return re.sub(r"\s+", " ", text.split(start, 1)[1].split(end, 1)[0])
+
+
+@pytest.mark.parametrize("where", ["README.md", "notebooks/src/10_workshop.md"])
+def test_the_readme_and_the_workshop_notebook_state_the_catalogue_plan(where):
+    """Each part of the plan, with its minutes, in order; the length and the slack as the catalogue has them."""
     import re
     from pathlib import Path
 
-    from mistral_edu.exercises.catalogue import _find
+    text = (Path(__file__).resolve().parent.parent / where).read_text()
+    timing = (_timing_text(text, "instructor guide", "**Before the day.**") if where == "README.md"
+              else _timing_text(text, "**Timing", "The tag a checker prints"))
+    assert f"{catalogue.WORKSHOP_MINUTES // 60} hours" in timing
+    at = 0
+    for what, minutes in catalogue.workshop_schedule():
+        match = re.compile(re.escape(WORKSHOP_PHRASES[what]) + r",? (\d+)", re.I).search(timing, at)
+        assert match, f"{where} does not time {WORKSHOP_PHRASES[what]!r} after position {at}"
+        assert int(match.group(1)) == minutes, (where, what)
+        at = match.end()
+    assert re.search(r"slack (\d+)", timing).group(1) == str(catalogue.workshop_slack())
 
-    guide = (Path(__file__).resolve().parent.parent / "README.md").read_text().split("instructor guide", 1)[1]
-    timing = guide.split("**Before the day.**", 1)[0]
-    for name, phrase in [("rms_norm", "RMSNorm"), ("rope", "RoPE"), ("repeat_kv", "`repeat_kv`"),
-                         ("decode_step", "one cached\ndecoding step"), ("kv_cache_bytes", "the KV-cache size formula"),
-                         ("induction_head", "find an induction head"), ("patching", "patch an activation")]:
-        match = re.search(re.escape(phrase) + r" (\d+)", timing)
-        assert match, f"the instructor guide does not time {phrase!r}"
-        assert int(match.group(1)) == _find(name).minutes, name
+
+def test_the_workshop_notebook_sections_carry_the_catalogue_minutes():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "notebooks/src/10_workshop.md").read_text()
+    headers = re.findall(r"^## \d\. .*\(≈ ([\d +=]+) min\)$", text, re.M)
+    exercise_minutes = [EXERCISES[p].minutes for p in catalogue.WORKSHOP_PLAN if isinstance(p, str)]
+    stated = [int(n) for header in headers for n in re.findall(r"\d+", header.split("=")[0])]
+    assert stated == exercise_minutes

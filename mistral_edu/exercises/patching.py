@@ -71,7 +71,8 @@ PATCHING_SLIPS = {
     "from the hook)": lambda c: c.args[0](c.args[2]),
     "these are the clean logits: either you ran the clean tokens, or you patched every position; run the CORRUPTED "
     "tokens with only `position` taken from the clean run": lambda c: c.args[0](c.args[1]),
-    "you patched hook_resid_post (the block's output), not hook_resid_pre (its input)":
+    "you patched after the block's attention (hook_resid_mid or hook_resid_post: the same here, since the MLP acts "
+    "position by position), not hook_resid_pre, the block's input":
         lambda c: patch_resid_pre(*c.args, hook="hook_resid_post"),
     "you patched position - 1: index the sequence dimension with `position` itself":
         lambda c: patch_resid_pre(*c.args[:4], c.args[4] - 1),

@@ -132,14 +132,18 @@ def check_chat_ids(fn: Callable[[list[dict]], list[int]] | None, tok) -> Verdict
     return check(CHAT_IDS, fn, verify, "your template gives exactly the ids of encode_chat (and of mistral-common v1)")
 
 
-def _chat_difference(tok, label: str, got: list[int], expected: list[int]) -> str:
+def _first_difference(tok, label: str, got: list[int], expected: list[int]) -> str:
+    """Where two id lists first part, with the next few pieces of each."""
     first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
-    where = f"for {label}: first difference at position {first}"
-    if not got or got[0] != tok.bos_id:
-        return where + " (the ids must start with BOS = 1)"
-    shown_got = [tok.id_to_piece(i) for i in got[first:first + 4]]
+    shown_got = [tok.id_to_piece(i) if 0 <= i < tok.vocab_size else i for i in got[first:first + 4]]
     shown_expected = [tok.id_to_piece(i) for i in expected[first:first + 4]]
-    return where + f": you have {shown_got}, expected {shown_expected}"
+    return f"for {label}: first difference at position {first}: you have {shown_got}, expected {shown_expected}"
+
+
+def _chat_difference(tok, label: str, got: list[int], expected: list[int]) -> str:
+    if not got or got[0] != tok.bos_id:
+        return f"for {label}: the ids must start with BOS = {tok.bos_id}"
+    return _first_difference(tok, label, got, expected)
 
 
 def check_bytes_to_text(fn: Callable[[list[str]], str] | None) -> Verdict:
@@ -256,6 +260,6 @@ def check_bpe_encode(fn: Callable[[str, dict, list], list[int]] | None, tok) -> 
             if all(g == bpe_reference(text, vocab, scores, **options) for g, text in zip(got, BPE_TEXTS)):
                 return why
         i = next(i for i, (g, e) in enumerate(zip(got, expected)) if g != e)
-        return _chat_difference(tok, repr(BPE_TEXTS[i]), got[i], expected[i])
+        return _first_difference(tok, repr(BPE_TEXTS[i]), got[i], expected[i])
 
     return check(BPE_ENCODE, fn, verify, "your BPE gives sentencepiece's ids, merge by merge")
