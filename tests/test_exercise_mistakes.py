@@ -99,15 +99,16 @@ def test_bytes_to_text(capsys):
 
 def test_weight_gib(capsys):
     n = parameter_count(REAL)
-    accepts(capsys, ex.check_weight_gib, n * 2 / 2**30)
-    rejects(capsys, ex.check_weight_gib, n * 2 / 1e9, "GB")
+    accepts(capsys, ex.check_weight_gib, n / 2**30)
+    accepts(capsys, ex.check_weight_gib, np.float64(n / 2**30))
+    accepts(capsys, ex.check_weight_gib, torch.tensor(n / 2**30))
+    rejects(capsys, ex.check_weight_gib, n / 1e9, "GB")
+    rejects(capsys, ex.check_weight_gib, n * 2 / 2**30, "bfloat16")
     rejects(capsys, ex.check_weight_gib, n * 4 / 2**30, "float32")
-    rejects(capsys, ex.check_weight_gib, n / 2**30, "counts parameters")
-    rejects(capsys, ex.check_weight_gib, n * 2, "that is bytes")
-    rejects(capsys, ex.check_weight_gib, n * 2 / 2**20, "MiB")
-    rejects(capsys, ex.check_weight_gib, "13.49", "a Python, numpy or 0-d torch number")
-    accepts(capsys, ex.check_weight_gib, np.float64(n * 2 / 2**30))
-    accepts(capsys, ex.check_weight_gib, torch.tensor(n * 2 / 2**30))
+    rejects(capsys, ex.check_weight_gib, n / 2 / 2**30, "4-bit")
+    rejects(capsys, ex.check_weight_gib, n, "that is bytes")
+    rejects(capsys, ex.check_weight_gib, n / 2**20, "MiB")
+    rejects(capsys, ex.check_weight_gib, "6.74", "a Python, numpy or 0-d torch number")
 
 
 def test_tokens_that_fit(capsys):

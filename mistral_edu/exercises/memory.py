@@ -25,11 +25,13 @@ TINY = ModelConfig.tiny()
 
 WEIGHT_GIB = register(Exercise(
     name="weight_gib", notebook="00", difficulty=1, minutes=5, takes_function=False,
-    task="give the GiB that the real model's bf16 weights take (1 GiB = 2**30 bytes)",
-    hints=("every parameter is one bfloat16 number of 2 bytes",
-           "the package counts the parameters for you; turn them into bytes, then into GiB (a GiB is 2 to the "
-           "30th bytes)"),
-    solution="weight_gib = parameter_count(real) * 2 / 2**30",
+    task="give the GiB that the real model's weights take in int8, one byte per parameter (section 4 printed bf16's; "
+         "1 GiB = 2**30 bytes)",
+    hints=("a format's size is the number of parameters times the bytes each one takes; int8 stores one byte where "
+           "bfloat16 stores two",
+           "the package counts the parameters for you; turn them into bytes at int8's width, then into GiB (a GiB is "
+           "2 to the 30th bytes)"),
+    solution="weight_gib = parameter_count(real) * 1 / 2**30",
 ))
 
 TOKENS_THAT_FIT = register(Exercise(
@@ -194,24 +196,25 @@ def check_tokens_that_fit(answer: int | None, gpu_gib: float = 24) -> Verdict:
 
 
 def check_weight_gib(answer: float | None) -> Verdict:
-    """The bf16 weights of Mistral-7B-Instruct-v0.2, in GiB."""
+    """The int8 weights of Mistral-7B-Instruct-v0.2, in GiB (section 4 of notebook 00 prints the bf16 size)."""
     n = parameter_count(REAL)
-    expected = n * 2 / 2**30
+    expected = n / 2**30
 
     def verify(x) -> str | None:
         x = as_number(x, "a number of GiB")
-        wrong = {n * 2 / 1e9: f"{x:.2f} is in GB (10^9 bytes); a GiB is 2^30 bytes",
-                 expected * 2: f"{x:.2f} GiB is float32 (4 bytes per parameter); bfloat16 takes 2",
-                 n / 2**30: "that counts parameters, not bytes: each bfloat16 takes 2 bytes",
-                 n * 2: "that is bytes: divide by 2**30 for GiB",
-                 n * 2 / 2**20: "that is MiB (2^20 bytes); a GiB is 2^30 bytes",
-                 n * 16 / 2**30: "that is gibibits: a bfloat16 is 16 bits but 2 bytes"}
+        wrong = {n / 1e9: f"{x:.2f} is in GB (10^9 bytes); a GiB is 2^30 bytes",
+                 expected * 2: f"{x:.2f} GiB is bfloat16 (2 bytes per parameter); int8 takes 1",
+                 expected * 4: f"{x:.2f} GiB is float32 (4 bytes per parameter); int8 takes 1",
+                 expected / 2: f"{x:.2f} GiB is 4-bit (half a byte per parameter); int8 takes a whole byte",
+                 float(n): "that is bytes: divide by 2**30 for GiB",
+                 n / 2**20: "that is MiB (2^20 bytes); a GiB is 2^30 bytes",
+                 n * 8 / 2**30: "that is gibibits: an int8 is 8 bits but 1 byte"}
         if math.isclose(x, expected, rel_tol=1e-4):
             return None
         return next((why for value, why in wrong.items() if math.isclose(x, value, rel_tol=1e-4)),
                     f"{x:.4g} GiB is not it")
 
-    return check(WEIGHT_GIB, answer, verify, f"{expected:.2f} GiB of weights before a single token is processed")
+    return check(WEIGHT_GIB, answer, verify, f"{expected:.2f} GiB in int8, half of bfloat16's {2 * expected:.2f}")
 
 
 def check_weight_bytes(fn: Callable[[int, float], float] | None) -> Verdict:
