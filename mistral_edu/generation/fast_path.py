@@ -38,8 +38,11 @@ Lifetime. A FastDecoder owns its cache (and on CUDA its captured graph) and hold
 lives. `generate` builds one per call and drops it on return, so nothing stays allocated; to replay
 one captured graph across calls, keep a decoder and pass it: generate(..., decoder=decoder).
 
-Hooks must see every step, so `generate` takes the plain path whenever any hook is attached; so it does
-for a sliding window shorter than the generation (the static cache has no rolling buffer).
+Hooks must see every step, so `generate` takes the plain path whenever any hook is attached: ours, torch's
+forward or backward hooks (pre-hooks too) on any module, fused projections included, or torch's global
+module hooks. It checks on every call, with a kept decoder too, and a decoder refuses to start a sequence
+while one is attached. It takes the plain path as well for a sliding window shorter than the generation
+(the static cache has no rolling buffer).
 """
 from __future__ import annotations
 
@@ -52,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..checkpoints.int8 import Int8Linear, int8_linear
-from ..hooks import hook_points
+from ..hooks import attached_hooks
 from ..model import rms_norm, rope_rotations, rotate_pairs, swiglu
 from .fusion import fused_weight, projection_groups
 
@@ -253,6 +256,13 @@ class FastDecoder:
         if parameter_signature(model) != self.signature:
             self.read_weights()
 
+    def check_no_hooks(self) -> None:
+        """Refuse to start a sequence while hooks are attached: this decoder calls no module, so they would not run."""
+        hooks = attached_hooks(self.model)
+        if hooks:
+            raise ValueError(f"hooks are attached ({'; '.join(hooks[:3])}{'; ...' if len(hooks) > 3 else ''}), and "
+                             "the fast decoder would skip them; remove them, or generate with fast=False so they run")
+
     @torch.no_grad()
     def prefill(self, tokens) -> torch.Tensor:
         """Fill the cache with a prompt (list or (1, seq) tensor of ids), PREFILL_CHUNK tokens at a time."""
@@ -261,6 +271,7 @@ class FastDecoder:
         if not 0 < n <= self.slots:
             raise ValueError(f"the prompt has {n} tokens; this decoder holds 1..{self.slots}")
         self.follow_model()
+        self.check_no_hooks()
         cfg, fns = self.cfg, PLAIN_STEP_FUNCTIONS   # varying shapes: never the compiled functions
         for start in range(0, n, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, n)
@@ -347,11 +358,13 @@ class FastDecoder:
 
 
 def fast_path_applies(model, total_len: int) -> bool:
-    """Whether generate may use the fast path: no hook attached, and no sliding window that matters."""
+    """Whether generate may use the fast path: no hook of any kind attached (ours, torch's on any module, or
+    torch's global module hooks: the fast path calls no module, so none of them would run), and no sliding
+    window that matters."""
     window = model.cfg.sliding_window
     if window is not None and window < total_len:
         return False
     # A streamed model's weights are on disk (meta between passes): nothing resident to fuse or read.
     if any(p.is_meta for p in model.parameters()):
         return False
-    return not any(point.fns for point in hook_points(model).values())
+    return not attached_hooks(model)

@@ -2,9 +2,9 @@
 from .attention import AttentionHooks, PatternSelection
 from .cache import ActivationCache
 from .names import check_index, full_name, resolve_names
-from .point import HookPoint, hook_points
+from .point import HookPoint, attached_hooks, hook_points
 from .root import HookedRootModule
 from .shapes import activation_shapes, full_cache_bytes
 
 __all__ = ["ActivationCache", "AttentionHooks", "HookPoint", "HookedRootModule", "PatternSelection",
-           "activation_shapes", "check_index", "full_cache_bytes", "full_name", "hook_points", "resolve_names"]
+           "activation_shapes", "attached_hooks", "check_index", "full_cache_bytes", "full_name", "hook_points", "resolve_names"]

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from ..names import layer_of
 
@@ -91,6 +92,30 @@ def call_and_check_replaced(point: HookPoint, x: torch.Tensor) -> tuple[torch.Te
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:
     """Every hook point of a model by its full name, in forward order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
+
+
+# Where torch keeps the hooks that run around a module's forward (and backward): per module, and for every
+# module at once (register_module_forward_hook and its kin). Private names, but the only place they live.
+MODULE_HOOK_TABLES = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+GLOBAL_HOOK_TABLES = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
+                      "_global_backward_hooks")
+
+
+def attached_hooks(model: nn.Module) -> list[str]:
+    """Every hook that a forward through the model's modules would call, as "where: what"; [] if none.
+
+    Ours (model.hooks(...)), torch's on any submodule (hook points, linears, norms, the model itself) and
+    torch's global module hooks. Code that computes the forward without calling the modules (the fast
+    decoder) must not run while this is non-empty, or those hooks would silently be skipped.
+    """
+    found = [f"every module: torch.nn.modules.module.{table}" for table in GLOBAL_HOOK_TABLES
+             if getattr(torch_module, table)]
+    for name, module in model.named_modules():
+        where = name or "the model"
+        if isinstance(module, HookPoint) and module.fns:
+            found.append(f"{where}: {len(module.fns)} function(s) from model.hooks()")
+        found += [f"{where}: {table.strip('_')}" for table in MODULE_HOOK_TABLES if getattr(module, table)]
+    return found
 
 
 @contextmanager
