@@ -6,6 +6,8 @@ which checks the pieces compile as one graph each without paying for code genera
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -184,6 +186,31 @@ def test_static_step_the_graph_records_equals_the_eager_step(model):
         static.pos += 1
         logits_a, logits_b = static.step(), eager.decode(token)
         torch.testing.assert_close(logits_a, logits_b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("new_tokens", [1, 3, fast_path.HEAD_COPY_MIN_TOKENS - 1, fast_path.HEAD_COPY_MIN_TOKENS])
+def test_only_generations_long_enough_to_repay_it_copy_the_output_head(model, monkeypatch, new_tokens):
+    heads = []
+    read = FastDecoder.read_weights
+    monkeypatch.setattr(FastDecoder, "read_weights", lambda self: (read(self), heads.append(self.output)))
+    ids = prompt(5, seed=11)
+    fast = me.generate(model, ids, new_tokens, stop_at_eos=False)
+    assert fast == me.generate(model, ids, new_tokens, stop_at_eos=False, fast=False)
+    head, = heads
+    copied = head.data_ptr() != model.output.weight.data_ptr()
+    assert copied == (new_tokens >= fast_path.HEAD_COPY_MIN_TOKENS)
+    assert head.is_contiguous() != copied and torch.equal(head, model.output.weight)
+
+
+def test_a_first_short_generate_does_not_import_torch_dynamo():
+    """torch._dynamo takes about a second to import; a prompt of one prefill chunk must not need it."""
+    script = ("import sys, torch, mistral_edu as me\n"
+              "cfg = me.ModelConfig(dim=64, n_layers=2, head_dim=16, hidden_dim=160, n_heads=4, n_kv_heads=2,"
+              " norm_eps=1e-5, vocab_size=256, rope_theta=1e6, max_seq_len=128)\n"
+              "me.generate(me.Transformer(cfg).eval(), [1, 5, 9], 8)\n"
+              "print('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", "the first generate call imported torch._dynamo"
 
 
 def test_no_static_cache_outlives_generate(model, built):

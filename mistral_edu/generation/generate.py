@@ -57,7 +57,7 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
     model.check_tokens(prompt)
     if fast and fast_path_applies(model, total):
         fuse_projections(model)
-        path = decoder or FastDecoder.sized_for(model, total)
+        path = decoder or FastDecoder.sized_for(model, total, max_new_tokens)
     else:
         path = PlainDecoder(model, total)
     logits = path.prefill(prompt)                                                # (1, vocab)

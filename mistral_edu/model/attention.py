@@ -30,18 +30,10 @@ class AttentionSpan:
     window: int | None = None
 
     @property
-    def is_plain_causal(self) -> bool:
-        """True when the mask is the ordinary lower triangle (queries and keys are the same tokens)."""
-        return self._window_irrelevant and (self.q_start, self.q_len) == (self.k_start, self.k_len)
-
-    @property
-    def sees_everything(self) -> bool:
-        """True when no key is hidden from any query (one decode step without a window)."""
-        return self._window_irrelevant and self.q_len == 1 and self.k_start + self.k_len == self.q_start + 1
-
-    @property
-    def _window_irrelevant(self) -> bool:
-        return self.window is None or self.window >= self.k_len
+    def keys_end_with_queries(self) -> bool:
+        """True when the keys run up to the last query and no window hides any: plain causal, bottom-right aligned."""
+        window_irrelevant = self.window is None or self.window >= self.k_len
+        return window_irrelevant and self.k_start + self.k_len == self.q_start + self.q_len
 
     def mask(self, device=None, rows=slice(None)) -> torch.Tensor:
         """Boolean (q, k): True where the query may attend to the key; rows picks some queries only."""
@@ -56,6 +48,29 @@ class AttentionSpan:
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """Give each query head its KV head: KV head g serves query heads g*n_rep .. g*n_rep + n_rep-1."""
     return x.repeat_interleave(n_rep, dim=2)                 # (batch, seq, n_kv_heads * n_rep, head_dim)
+
+
+def fused_attention(q, k, v, span: AttentionSpan) -> torch.Tensor:
+    """softmax(q k^T / sqrt(head_dim), masked) v in one fused kernel that never stores the (q, keys) matrix.
+
+    Heads first, as the kernel takes them: q (batch, n_heads, q, head_dim), k and v (batch, n_kv_heads,
+    keys, head_dim). The mask is given the cheapest exact way: none for one query that sees every key,
+    is_causal when queries and keys are the same positions, causal_lower_right for a chunk of new queries
+    after cached keys (no (q, keys) matrix, so the kernel may still be the flash one, even at 32k), and
+    the explicit boolean mask only where a sliding window hides keys. The model and the fast path's
+    prefill both call it.
+    """
+    q_len, n_heads, n_kv_heads = q.shape[2], q.shape[1], k.shape[1]
+    mask, causal = None, False
+    if not span.keys_end_with_queries:
+        mask = span.mask(q.device)                                                     # (q, keys) bool
+    elif q_len > 1 and span.q_start == span.k_start:
+        causal = True
+    elif q_len > 1:
+        from torch.nn.attention.bias import causal_lower_right  # here, not at the top: it imports torch._dynamo (~1 s)
+        mask = causal_lower_right(q_len, k.shape[2])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                          enable_gqa=n_heads != n_kv_heads)           # (batch, n_heads, q, head_dim)
 
 
 class Attention(AttentionHooks, nn.Module):
@@ -86,7 +101,8 @@ class Attention(AttentionHooks, nn.Module):
         k = self.hook_rot_k(apply_rope(k, rotations))                                 # (batch, seq, n_kv_heads, head_dim)
         if cache is not None:
             k, v = cache.update(layer, k, v)                                          # (batch, keys, n_kv_heads, head_dim)
-        z = self.fused_attention(q, k, v, span)                                       # (batch, seq, n_heads, head_dim)
+        z = fused_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), span).transpose(1, 2)
+        # z: (batch, seq, n_heads, head_dim)
         if self.wants_pattern:
             z = self.through_pattern_hooks(q, k, v, span, z)                          # (batch, seq, n_heads, head_dim)
         z = self.hook_z(z)                                                            # (batch, seq, n_heads, head_dim)
@@ -117,15 +133,3 @@ class Attention(AttentionHooks, nn.Module):
         v = repeat_kv(v, self.n_rep)                                                  # (batch, keys, n_heads, head_dim)
         return torch.einsum("bhqk,bkhd->bqhd", pattern, v)                            # (batch, q, n_heads, head_dim)
 
-    def fused_attention(self, q, k, v, span: AttentionSpan) -> torch.Tensor:
-        """The same computation in one fused kernel that never stores the (q, keys) matrix."""
-        if span.is_plain_causal:
-            mask, causal = None, q.shape[1] > 1
-        elif span.sees_everything:
-            mask, causal = None, False
-        else:
-            mask, causal = span.mask(q.device), False
-        z = F.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),                  # (batch, heads, seq, head_dim)
-            attn_mask=mask, is_causal=causal, enable_gqa=self.n_rep > 1)
-        return z.transpose(1, 2)                                                      # (batch, q, n_heads, head_dim)
