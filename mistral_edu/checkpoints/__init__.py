@@ -2,7 +2,7 @@
 
 find.py finds a folder and its layout; layouts.py maps names and q/k rows between Mistral's layout
 and Hugging Face's; safetensors_io.py reads and writes the files; load.py plans and loads (full,
-int8.py or streaming.py); save.py writes both layouts.
+mistral_edu/int8.py or streaming.py); save.py writes both layouts.
 """
 from .find import Checkpoint, detect_layout, find_checkpoint, read_config
 from .layouts import (from_hf_rows, hf_state_dict, hf_to_mistral_name, mistral_to_hf_name, permute_for_hf,

@@ -20,7 +20,7 @@ GPU needs to run it, so the GPU mostly waits for the next launch. Three changes 
 On the CPU there is no graph, but the fused matmuls and the absence of per-token bookkeeping still
 help, and the output head is stored column-major (see `FastDecoder.__init__`).
 
-int8 models (checkpoints/int8.py) take this path too: their fused projections are an int8 matrix with
+int8 models (mistral_edu/int8.py) take this path too: their fused projections are an int8 matrix with
 its scales, and `project` multiplies by them with int8_linear, which on the CPU reads the int8 bytes
 directly (a matrix-vector kernel, the case of decoding one token) and never builds a float matrix.
 
@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints.int8 import Int8Linear, int8_linear
+from ..int8 import Int8Linear, int8_linear
 from ..hooks import attached_hooks
 from ..model import AttentionSpan, fused_attention, rms_norm, rope_rotations, rotate_pairs, swiglu
 from .fusion import fused_weight, projection_groups

@@ -28,3 +28,10 @@ class TransformerBlock(nn.Module):
         x = self.hook_resid_mid(x + self.hook_attn_out(attn_out))                    # (batch, seq, dim)
         mlp_out = self.hook_mlp_out(self.feed_forward(self.ffn_norm(x)))              # (batch, seq, dim)
         return self.hook_resid_post(x + mlp_out)                                      # (batch, seq, dim)
+
+
+def projection_groups(block: TransformerBlock) -> list[list[nn.Module]]:
+    """The linears of one block that read the same input, in the order a fused matrix stacks their rows:
+    wq|wk|wv and w1|w3. Loading (int8 groups) and the fast path (fused matmuls) both group by it."""
+    attn, ffn = block.attention, block.feed_forward
+    return [[attn.wq, attn.wk, attn.wv], [ffn.w1, ffn.w3]]
