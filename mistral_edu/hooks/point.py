@@ -73,20 +73,27 @@ def _check_replacement(name: str, old: torch.Tensor, new) -> None:
                          f"{old.device}; move it with .to({str(old.device)!r})")
 
 
-def call_and_check_replaced(point: HookPoint, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def call_and_check_replaced(point: HookPoint, x: torch.Tensor, read_only: bool = False) -> tuple[torch.Tensor, bool]:
     """point(x), and whether its hooks replaced x: returned another tensor, or edited x in place.
 
     Attention uses it to know whether the scores or pattern it computed beside the fused kernel are
     still the ones the output was made from. An in-place edit bumps the tensor's version counter;
     tensors made under torch.inference_mode keep none, so those are compared with a copy instead.
+    read_only: a replacement is an error (a pattern selection's few heads and rows cannot be used).
     """
     if x.is_inference():
         before = x.clone()
         out = point(x)
-        return out, out is not x or not torch.equal(x, before)
-    version = x._version
-    out = point(x)
-    return out, out is not x or x._version != version
+        replaced = out is not x or not torch.equal(x, before)
+    else:
+        version = x._version
+        out = point(x)
+        replaced = out is not x or x._version != version
+    if replaced and read_only:
+        raise ValueError(f"a hook on {point.name} replaced its tensor, but with pattern_heads or "
+                         "pattern_rows the pattern is read-only (the output comes from the fused kernel); "
+                         "hook the full pattern, without a selection, to edit it")
+    return out, replaced
 
 
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..hooks import AttentionHooks, HookPoint
+from ..hooks import HookPoint, PatternSelection, call_and_check_replaced
 from .rope import apply_rope
 
 
@@ -73,12 +73,13 @@ def fused_attention(q, k, v, span: AttentionSpan) -> torch.Tensor:
                                           enable_gqa=n_heads != n_kv_heads)           # (batch, n_heads, q, head_dim)
 
 
-class Attention(AttentionHooks, nn.Module):
+class Attention(nn.Module):
     """Multi-head causal self-attention with RoPE and grouped keys/values.
 
-    The output always comes from torch's fused scaled_dot_product_attention, which never stores the
-    (q, k) scores. The explicit maths below (scores, pattern, mix_values) gives the same result; it
-    runs only for hooks on the scores or the pattern (see AttentionHooks, in hooks/attention.py).
+    The output always comes from the fused kernel (fused_attention), which never stores the (q, k)
+    scores. The explicit maths (scores, pattern, mix_values) gives the same result; it runs only for
+    hooks on the scores or the pattern, beside the kernel, and its result replaces the kernel's only
+    when a hook replaced the scores or the pattern (attention_through_hooks).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -89,8 +90,16 @@ class Attention(AttentionHooks, nn.Module):
         self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
-        for name in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z"):
-            setattr(self, f"hook_{name}", HookPoint())
+        self.hook_q = HookPoint()            # (batch, seq, n_heads, head_dim)
+        self.hook_k = HookPoint()            # (batch, seq, n_kv_heads, head_dim)
+        self.hook_v = HookPoint()            # (batch, seq, n_kv_heads, head_dim)
+        self.hook_rot_q = HookPoint()        # (batch, seq, n_heads, head_dim), after RoPE
+        self.hook_rot_k = HookPoint()        # (batch, seq, n_kv_heads, head_dim), after RoPE
+        self.hook_attn_scores = HookPoint()  # (batch, n_heads, q, keys), scaled and masked, before softmax
+        self.hook_pattern = HookPoint()      # (batch, n_heads, q, keys)
+        self.hook_z = HookPoint()            # (batch, seq, n_heads, head_dim), before wo
+        # Set by model.hooks(pattern_heads=..., pattern_rows=...): the heads and rows the two hooks above see.
+        self.pattern_selection: PatternSelection | None = None
 
     def forward(self, x, rotations, span: AttentionSpan, cache=None, layer: int = 0) -> torch.Tensor:
         batch, seq, _ = x.shape
@@ -103,10 +112,30 @@ class Attention(AttentionHooks, nn.Module):
             k, v = cache.update(layer, k, v)                                          # (batch, keys, n_kv_heads, head_dim)
         z = fused_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), span).transpose(1, 2)
         # z: (batch, seq, n_heads, head_dim)
-        if self.wants_pattern:
-            z = self.through_pattern_hooks(q, k, v, span, z)                          # (batch, seq, n_heads, head_dim)
+        if self.hook_attn_scores.active or self.hook_pattern.active:
+            z = self.attention_through_hooks(q, k, v, span, z)                        # (batch, seq, n_heads, head_dim)
         z = self.hook_z(z)                                                            # (batch, seq, n_heads, head_dim)
         return self.wo(z.reshape(batch, seq, self.n_heads * self.head_dim))          # (batch, seq, dim)
+
+    def attention_through_hooks(self, q, k, v, span: AttentionSpan, z: torch.Tensor) -> torch.Tensor:
+        """The explicit path, shown to the scores and pattern hooks; the kernel's z unless a hook replaced one.
+
+        The pattern is computed only if a pattern hook wants it or the scores were replaced, and the
+        output is recomputed from them only if a hook replaced them (returned another tensor or edited
+        in place). A pattern_selection builds only its heads and rows, for reading.
+        """
+        selection = self.pattern_selection
+        heads, rows = (None, slice(None)) if selection is None else (selection.heads, selection.row_index)
+        read_only = selection is not None
+        scores = self.scores(q, k, span, heads, rows)                                 # (batch, n_sel, rows, keys)
+        scores, replaced = call_and_check_replaced(self.hook_attn_scores, scores, read_only)
+        if not (replaced or self.hook_pattern.active):
+            return z
+        pattern = self.pattern(scores)                                                # (batch, n_sel, rows, keys)
+        pattern, replaced_pattern = call_and_check_replaced(self.hook_pattern, pattern, read_only)
+        if not (replaced or replaced_pattern):
+            return z
+        return self.mix_values(pattern, v)                                            # (batch, q, n_heads, head_dim)
 
     def scores(self, q, k, span: AttentionSpan, heads=None, rows=slice(None)) -> torch.Tensor:
         """q k^T / sqrt(head_dim), -inf where the mask hides a key; query head h reads KV head h // n_rep.

@@ -19,8 +19,11 @@ class TransformerBlock(nn.Module):
         self.attention = Attention(cfg)
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = FeedForward(cfg)
-        for name in ("resid_pre", "attn_out", "resid_mid", "mlp_out", "resid_post"):
-            setattr(self, f"hook_{name}", HookPoint())
+        self.hook_resid_pre = HookPoint()   # (batch, seq, dim): the residual stream entering the block
+        self.hook_attn_out = HookPoint()    # (batch, seq, dim): what attention adds to it
+        self.hook_resid_mid = HookPoint()   # (batch, seq, dim): the stream between the two sub-layers
+        self.hook_mlp_out = HookPoint()     # (batch, seq, dim): what the feed-forward adds
+        self.hook_resid_post = HookPoint()  # (batch, seq, dim): the stream leaving the block
 
     def forward(self, x, rotations, span, cache=None) -> torch.Tensor:
         x = self.hook_resid_pre(x)                                                    # (batch, seq, dim)
