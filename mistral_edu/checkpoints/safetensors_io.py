@@ -108,8 +108,7 @@ class SafetensorsFile:
             self._refuse(f"tensor {name!r} has a malformed header entry: data_offsets {str(offsets)[:100]} "
                          "are not [begin, end] with 0 <= begin <= end")
         begin, end = offsets
-        itemsize = torch.empty(0, dtype=DTYPES[dtype]).element_size()
-        if end - begin != math.prod(shape) * itemsize:
+        if end - begin != math.prod(shape) * DTYPES[dtype].itemsize:
             self._refuse(f"tensor {name!r} claims shape {tuple(shape)} but {end - begin} bytes")
         return DTYPES[dtype], tuple(shape), begin, end
 
@@ -165,7 +164,7 @@ def write_safetensors(path: str | Path, tensors: dict, metadata: dict | None = N
     specs, shapes, offset = {}, {}, 0
     for name, t in tensors.items():
         dtype, shape = t.dtype, tuple(t.shape)
-        nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        nbytes = math.prod(shape) * dtype.itemsize
         specs[name] = {"dtype": NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         shapes[name] = (dtype, shape)
         offset += nbytes

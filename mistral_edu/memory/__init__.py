@@ -11,7 +11,7 @@ from __future__ import annotations
 from .activations import ActivationTerm, activation_terms, prefill_activation_bytes, prefill_activations
 from .bandwidth import attainable_flop_rate, decode_bytes_per_step, kv_crossover_context, matmul_intensity
 from .checks import check_batch, check_context
-from .estimate import CUDA_CONTEXT_BYTES, Estimate, estimate, plot_estimates
+from .estimate import CUDA_CONTEXT_BYTES, Estimate, estimate
 from .fit import (PLAN_CONTEXT, STRATEGIES, choose_strategy, compute_dtype, free_memory, strategy_bytes,
                   strategy_reason, strategy_weight_bytes)
 from .formats import WEIGHT_FORMATS, WeightFormat, weight_bytes, weight_bytes_by_component, weight_format
@@ -27,6 +27,6 @@ __all__ = ["ActivationTerm", "CUDA_CONTEXT_BYTES", "COMPONENTS", "Estimate", "GB
            "check_context", "choose_strategy", "compute_dtype", "component_of", "decode_bytes_per_step", "estimate",
            "expectations", "free_memory", "gguf_tensor_type", "gguf_type_counts", "kv_bytes_per_token",
            "kv_cache_bytes", "kv_crossover_context", "matmul_intensity", "parameter_breakdown", "parameter_count",
-           "plot_estimates", "predict", "prefill_activation_bytes", "prefill_activations", "strategy_bytes",
+           "predict", "prefill_activation_bytes", "prefill_activations", "strategy_bytes",
            "strategy_reason", "strategy_weight_bytes", "tensor_shapes", "this_machine", "weight_bytes",
            "weight_bytes_by_component", "weight_format"]
