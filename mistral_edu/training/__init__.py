@@ -3,4 +3,4 @@
 It reads the corpus and writes the checkpoint in mistral_edu/default/, and uses the model, the loaders,
 generation and the head scores of analysis; nothing in the package imports it.
 """
-__all__: list[str] = []
+__all__ = []
