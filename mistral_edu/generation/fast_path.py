@@ -26,7 +26,8 @@ directly (a matrix-vector kernel, the case of decoding one token) and never buil
 
 What is shared with the model and what is not. The arithmetic is model/'s: rms_norm, rope_rotations,
 rotate_pairs (apply_rope in real numbers, which torch.compile can fuse) and swiglu are the functions
-the modules call, and the tests check the tokens are the plain path's. Two things are the decoder's
+the modules call, a prompt's chunks attend to the cache through the model's own fused_attention, and
+the tests check the tokens are the plain path's. Two things are the decoder's
 own, because the graph forbids what the plain path does. The layer loop: Transformer.forward goes
 through modules and hook points and builds an AttentionSpan per call, all Python that a graph cannot
 replay and that would hide the weights from torch.compile, so here a loop calls plain functions of
