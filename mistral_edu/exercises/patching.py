@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from ..config import ModelConfig
-from ..model import Transformer
+from ..model import Transformer, random_init_
 from .catalogue import Exercise, register
 from .verdict import Case, Verdict, check, judge_tensors
 
@@ -39,10 +39,8 @@ PATCHING = register(Exercise(
 def _checker_model() -> Transformer:
     """A small deterministic model so the patching check costs the same on any machine."""
     cfg = ModelConfig(dim=32, n_layers=2, head_dim=8, hidden_dim=64, n_heads=4, n_kv_heads=2, vocab_size=50)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Transformer(cfg)
-    return model.eval().requires_grad_(False)
+    # std 1/sqrt(dim): large enough that patching one vector visibly moves the logits.
+    return random_init_(Transformer(cfg), seed=0, std=cfg.dim ** -0.5).eval().requires_grad_(False)
 
 
 def patch_resid_pre(model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor, layer: int, position: int,

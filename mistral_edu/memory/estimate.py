@@ -83,38 +83,6 @@ class Estimate:
         return (f"<table><caption>{self.weights}, context {self.context:,}, batch {self.batch}</caption>"
                 f"{cells}</table>")
 
-    def plot(self, ax=None):
-        """A stacked bar: weights, KV cache, activations, overhead (a matplotlib Figure)."""
-        return plot_estimates([self], ax=ax)
-
-
-def plot_estimates(estimates: list[Estimate], ax=None):
-    """Stacked bars, one per estimate, in GB; returns the matplotlib Figure.
-
-    The Figure is made explicitly (not through pyplot), so nothing is left in pyplot's global state:
-    a notebook shows the returned Figure, a script saves it.
-    """
-    from matplotlib.figure import Figure
-
-    if ax is None:
-        fig = Figure(figsize=(max(4, 1.1 * len(estimates) + 2), 4))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    labels = [f"{e.weights}\n{e.context // 1024 if e.context >= 1024 else e.context}{'k' if e.context >= 1024 else ''}"
-              for e in estimates]
-    bottoms = [0.0] * len(estimates)
-    colours = {"weights": "#4c72b0", "KV cache": "#dd8452", "activations": "#55a868", "overhead": "#bbbbbb"}
-    for part, colour in colours.items():
-        heights = [(e.overhead if part == "overhead" else e.parts[part]) / GB for e in estimates]
-        ax.bar(labels, heights, bottom=bottoms, color=colour, label=part)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    ax.set_ylabel("GB")
-    ax.set_title(f"Memory to run {estimates[0].cfg.dim}-dim x {estimates[0].cfg.n_layers}-layer model")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
 
 def estimate(cfg: ModelConfig | None = None, weights: str = "bf16", context: int = 1024, batch: int = 1,
              cache_dtype=None, attention: str = "sdpa", logits: str = "last",

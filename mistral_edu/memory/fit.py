@@ -14,6 +14,7 @@ from ..config import ModelConfig
 from ..dtypes import DTYPE_BYTES, dtype_name
 from ..names import is_block_matrix, layer_of
 from .activations import prefill_activation_bytes
+from .formats import int8_matrix_bytes
 from .kv_cache import kv_cache_bytes
 from .parameters import parameter_count, tensor_shapes
 from .units import GB
@@ -67,7 +68,7 @@ def strategy_weight_bytes(cfg: ModelConfig, strategy: str, dtype="bf16") -> int:
     if strategy == "full":
         return e * sum(math.prod(s) for s in shapes.values())
     if strategy == "int8":
-        return sum(math.prod(s) + 4 * s[0] if is_block_matrix(n) else e * math.prod(s) for n, s in shapes.items())
+        return sum(int8_matrix_bytes(s) if is_block_matrix(n) else e * math.prod(s) for n, s in shapes.items())
     if strategy == "stream":
         units: dict[str, int] = {}
         for name, shape in shapes.items():
