@@ -239,6 +239,21 @@ def test_transformer_block(capsys):
         h = layer.attention_norm(h + layer.attention(h, rotations, span))
         return layer.ffn_norm(h + layer.feed_forward(h))
     rejects(capsys, ex.check_transformer_block, post_norm, "post-norm")
+
+    def norms_on_outputs(h, layer, rotations, span):
+        h = h + layer.attention_norm(layer.attention(h, rotations, span))
+        return h + layer.ffn_norm(layer.feed_forward(h))
+    rejects(capsys, ex.check_transformer_block, norms_on_outputs, "normalised its sub-layer's output")
+
+    def attention_reads_raw(h, layer, rotations, span):
+        h = h + layer.attention(h, rotations, span)
+        return h + layer.feed_forward(layer.ffn_norm(h))
+    rejects(capsys, ex.check_transformer_block, attention_reads_raw, "attention read the raw stream")
+
+    def ffn_reads_raw(h, layer, rotations, span):
+        h = h + layer.attention(layer.attention_norm(h), rotations, span)
+        return h + layer.feed_forward(h)
+    rejects(capsys, ex.check_transformer_block, ffn_reads_raw, "feed-forward read the raw stream")
     rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, first=False), "first residual is missing")
     rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, second=False), "second residual is missing")
     rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, first=False, second=False),
@@ -263,6 +278,7 @@ def test_transformer_block(capsys):
     rejects(capsys, ex.check_transformer_block, parallel, "parallel block")
 
     rejects(capsys, ex.check_transformer_block, lambda *a: block(*a).float(), "came back as torch.float32")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a).half(), "came back as torch.float16")
     rejects(capsys, ex.check_transformer_block, lambda h, *a: block(h.float(), *a),
             "the layer's weights are bfloat16")
     rejects(capsys, ex.check_transformer_block, lambda h, l, r, s: l(h, r, s), "from its pieces")

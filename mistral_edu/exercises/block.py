@@ -14,7 +14,8 @@ import torch
 from ..config import ModelConfig
 from ..model import AttentionSpan, TransformerBlock, rope_rotations
 from .catalogue import Exercise, register
-from .verdict import Case, LearnerError, Verdict, as_tensor, attempt, check, compare_tensors, judge_tensors
+from .verdict import (Case, LearnerError, Verdict, WrongAnswer, as_tensor, attempt, check, compare_tensors,
+                      judge_tensors)
 
 __all__ = ["check_transformer_block"]
 
@@ -104,6 +105,26 @@ def _no_norms(h, norm1, attend, norm2, ffn):
     return h + ffn(h)
 
 
+def _attention_reads_raw(h, norm1, attend, norm2, ffn):
+    h = h + attend(h)
+    return h + ffn(norm2(h))
+
+
+def _ffn_reads_raw(h, norm1, attend, norm2, ffn):
+    h = h + attend(norm1(h))
+    return h + ffn(h)
+
+
+def _ffn_reads_attention_output(h, norm1, attend, norm2, ffn):
+    update = attend(norm1(h))
+    return h + update + ffn(norm2(update))
+
+
+def _norms_after(h, norm1, attend, norm2, ffn):
+    h = h + norm1(attend(h))
+    return h + norm2(ffn(h))
+
+
 def _no_first_residual(h, norm1, attend, norm2, ffn):
     h = attend(norm1(h))
     return h + ffn(norm2(h))
@@ -173,6 +194,12 @@ BLOCK_SLIPS = {
     "a normalised copy and the stream itself is never normalised": _wired(_post_norm),
     "the sub-layers read the raw stream: each reads a normalised copy, attention through attention_norm and the "
     "feed-forward through ffn_norm": _wired(_no_norms),
+    "attention read the raw stream: it reads attention_norm's normalised copy": _wired(_attention_reads_raw),
+    "the feed-forward read the raw stream: it reads ffn_norm's normalised copy": _wired(_ffn_reads_raw),
+    "the feed-forward read attention's output alone: it reads (a normalised copy of) the whole stream, h plus "
+    "attention's output": _wired(_ffn_reads_attention_output),
+    "each norm normalised its sub-layer's output: it goes BEFORE the sub-layer, on the copy of the stream the "
+    "sub-layer reads": _wired(_norms_after),
     "the first residual is missing: attention's output is ADDED to h, it does not replace it":
         _wired(_no_first_residual),
     "the second residual is missing: the feed-forward's output is ADDED to the stream, it does not replace it":
@@ -199,6 +226,13 @@ BLOCK_SLIPS = {
 }
 
 
+def _float32_stream(got) -> torch.Tensor:
+    """A float32 case's answer as a tensor; a tensor of another dtype is a dtype slip, named as one."""
+    if isinstance(got, torch.Tensor) and got.dtype != torch.float32:
+        raise WrongAnswer(f"a float32 stream came back as {got.dtype}: the residual stream keeps the model's dtype")
+    return as_tensor(got)
+
+
 def _dtype_problem(fn: Callable, case: Case) -> str | None:
     """A bfloat16 block: the stream must come back bfloat16, and no piece may be fed float32."""
     try:
@@ -219,7 +253,7 @@ def check_transformer_block(fn: Callable[..., torch.Tensor] | None) -> Verdict:
 
     def verify(fn) -> str | None:
         with torch.no_grad():
-            return judge_tensors(fn, cases, BLOCK_SLIPS, atol=1e-4, rtol=1e-4) or _dtype_problem(fn, bf16)
+            return judge_tensors(fn, cases, BLOCK_SLIPS, 1e-4, 1e-4, _float32_stream) or _dtype_problem(fn, bf16)
 
     return check(TRANSFORMER_BLOCK, fn, verify, "your block equals the package's TransformerBlock, in two "
                                                 "configurations and in bfloat16")
