@@ -192,6 +192,99 @@ def test_block_parameters(capsys):
     accepts(capsys, ex.check_block_parameters, lambda c: np.int64(right(c)))
 
 
+# ------------------------------------------------------------------ the block (05)
+
+def block(h, layer, rotations, span, norm1="attention_norm", norm2="ffn_norm", first=True, second=True,
+          second_from_input=False):
+    """One block from its pieces, with the residuals and the norms a learner might wire differently."""
+    attn_out = layer.attention(getattr(layer, norm1)(h), rotations, span)
+    mid = h + attn_out if first else attn_out
+    mlp_out = layer.feed_forward(getattr(layer, norm2)(mid))
+    return (h if second_from_input else mid) + mlp_out if second else mlp_out
+
+
+def block_by_hand(h, layer, rotations, span):
+    """The block with notebook 02's rms_norm and section 1's SwiGLU written out: another natural correct form."""
+    def norm(x, module):
+        return rms_norm(x, module.weight, module.eps)
+    ff = layer.feed_forward
+    h = h + layer.attention(norm(h, layer.attention_norm), rotations, span)
+    x = norm(h, layer.ffn_norm)
+    return h + (F.silu(x @ ff.w1.weight.T) * (x @ ff.w3.weight.T)) @ ff.w2.weight.T
+
+
+def in_place(h, layer, rotations, span):
+    h += layer.attention(layer.attention_norm(h), rotations, span)
+    h += layer.feed_forward(layer.ffn_norm(h))
+    return h
+
+
+def float32_stream(h, layer, rotations, span):
+    """The stream kept in float32 and cast back at the end, each piece fed h's dtype: more exact, still right."""
+    x = h.float()
+    x = x + layer.attention(layer.attention_norm(x.type_as(h)), rotations, span).float()
+    x = x + layer.feed_forward(layer.ffn_norm(x.type_as(h))).float()
+    return x.type_as(h)
+
+
+def test_transformer_block(capsys):
+    accepts(capsys, ex.check_transformer_block, block)
+    accepts(capsys, ex.check_transformer_block, block_by_hand)
+    accepts(capsys, ex.check_transformer_block, in_place)
+    accepts(capsys, ex.check_transformer_block, lambda *a: block(*a).float().numpy())
+    accepts(capsys, ex.check_transformer_block, lambda *a: block(*a).tolist())
+    accepts(capsys, ex.check_transformer_block, float32_stream)
+
+    def post_norm(h, layer, rotations, span):
+        h = layer.attention_norm(h + layer.attention(h, rotations, span))
+        return layer.ffn_norm(h + layer.feed_forward(h))
+    rejects(capsys, ex.check_transformer_block, post_norm, "post-norm")
+
+    def norms_on_outputs(h, layer, rotations, span):
+        h = h + layer.attention_norm(layer.attention(h, rotations, span))
+        return h + layer.ffn_norm(layer.feed_forward(h))
+    rejects(capsys, ex.check_transformer_block, norms_on_outputs, "normalised its sub-layer's output")
+
+    def attention_reads_raw(h, layer, rotations, span):
+        h = h + layer.attention(h, rotations, span)
+        return h + layer.feed_forward(layer.ffn_norm(h))
+    rejects(capsys, ex.check_transformer_block, attention_reads_raw, "attention read the raw stream")
+
+    def ffn_reads_raw(h, layer, rotations, span):
+        h = h + layer.attention(layer.attention_norm(h), rotations, span)
+        return h + layer.feed_forward(h)
+    rejects(capsys, ex.check_transformer_block, ffn_reads_raw, "feed-forward read the raw stream")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, first=False), "first residual is missing")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, second=False), "second residual is missing")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, first=False, second=False),
+            "both residuals are missing")
+
+    def normalised_in_place(h, layer, rotations, span):
+        h = layer.attention_norm(h)
+        h = h + layer.attention(h, rotations, span)
+        h = layer.ffn_norm(h)
+        return h + layer.feed_forward(h)
+    rejects(capsys, ex.check_transformer_block, normalised_in_place, "normalised in place, before both")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, norm2="attention_norm"),
+            "wrong norm before the feed-forward")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, norm1="ffn_norm", norm2="attention_norm"),
+            "norms are swapped")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a, second_from_input=True),
+            "adds the feed-forward's output to the block's input")
+
+    def parallel(h, layer, rotations, span):
+        return (h + layer.attention(layer.attention_norm(h), rotations, span)
+                + layer.feed_forward(layer.ffn_norm(h)))
+    rejects(capsys, ex.check_transformer_block, parallel, "parallel block")
+
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a).float(), "came back as torch.float32")
+    rejects(capsys, ex.check_transformer_block, lambda *a: block(*a).half(), "came back as torch.float16")
+    rejects(capsys, ex.check_transformer_block, lambda h, *a: block(h.float(), *a),
+            "the layer's weights are bfloat16")
+    rejects(capsys, ex.check_transformer_block, lambda h, l, r, s: l(h, r, s), "from its pieces")
+    rejects(capsys, ex.check_transformer_block, lambda *a: 2 * block(*a), "elements differ")
+
+
 # ------------------------------------------------------------------ RMSNorm (02, 10)
 
 def test_rms_norm(capsys):

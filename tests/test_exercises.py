@@ -20,6 +20,7 @@ FUNCTION_CHECKERS = {
     "top_p": exercises.check_top_p, "sampler": exercises.check_sampler,
     "kv_bytes_per_token": exercises.check_kv_bytes_per_token, "kv_cache_bytes": exercises.check_kv_cache_bytes,
     "weight_bytes": exercises.check_weight_bytes, "block_parameters": exercises.check_block_parameters,
+    "transformer_block": exercises.check_transformer_block,
     "previous_token_scores": exercises.check_previous_token_scores, "head_entropy": exercises.check_head_entropy,
     "induction_scores": exercises.check_induction_scores, "patching": exercises.check_patching,
     "bytes_to_text": exercises.check_bytes_to_text, "k_composition": exercises.check_k_composition,

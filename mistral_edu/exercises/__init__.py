@@ -12,6 +12,7 @@ the package itself, so a checker and the lesson can never disagree.
 """
 from .ablation import check_ablate_head, check_head_position_patching
 from .attention import check_decode_step, check_grouped_attention, check_repeat_kv
+from .block import check_transformer_block
 from .catalogue import EXERCISES, Exercise, hint, reveal
 from .composition import check_k_composition
 from .copying import check_ov_copying
@@ -38,6 +39,7 @@ __all__ = [
     "check_induction_scores", "check_k_composition", "check_kv_bytes_per_token", "check_kv_cache_bytes",
     "check_matmul_intensity", "check_mean_difference", "check_normalized_length", "check_ov_copying", "check_patching",
     "check_previous_token_scores", "check_probe_with_control", "check_repeat_kv", "check_rms_norm", "check_rolling_slot",
-    "check_rope", "check_sampler", "check_steered_generate", "check_tokens_that_fit", "check_top_p", "check_wavelength",
-    "check_weight_bytes", "check_weight_gib", "compare_prediction", "model_induction_scores", "repeated_tokens",
+    "check_rope", "check_sampler", "check_steered_generate", "check_tokens_that_fit", "check_top_p",
+    "check_transformer_block", "check_wavelength", "check_weight_bytes", "check_weight_gib", "compare_prediction",
+    "model_induction_scores", "repeated_tokens",
 ]
