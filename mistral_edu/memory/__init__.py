@@ -8,7 +8,7 @@ and machines (that choice on named machines and on this one). Import the names f
 """
 from __future__ import annotations
 
-from .activations import (PATHS, PREFILL_CHUNK, ActivationTerm, activation_terms, pass_tokens, prefill_activation_bytes,
+from .activations import (PATHS, PREFILL_CHUNK, ActivationTerm, activation_terms, prefill_activation_bytes,
                           prefill_activations, prefill_path)
 from .bandwidth import attainable_flop_rate, decode_bytes_per_step, kv_crossover_context, matmul_intensity
 from .checks import check_batch, check_context
@@ -28,7 +28,7 @@ __all__ = ["ActivationTerm", "CUDA_CONTEXT_BYTES", "Estimate", "GB", "GGUF_FILE_
            "check_context", "choose_strategy", "compute_dtype", "component_of", "decode_bytes_per_step", "estimate",
            "expectations", "free_memory", "gguf_tensor_type", "gguf_type_counts", "kv_bytes_per_token",
            "kv_cache_bytes", "kv_crossover_context", "matmul_intensity", "parameter_breakdown", "parameter_count",
-           "pass_tokens", "predict", "prefill_activation_bytes", "prefill_activations", "prefill_path",
+           "predict", "prefill_activation_bytes", "prefill_activations", "prefill_path",
            "strategy_bytes", "strategy_path",
            "strategy_reason", "strategy_weight_bytes", "tensor_shapes", "this_machine", "weight_bytes",
            "weight_bytes_by_component", "weight_format"]
