@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..config import ModelConfig
 from ..dtypes import dtype_name
-from .activations import prefill_activations
+from .activations import PREFILL_CHUNK, prefill_activations, prefill_path
 from .checks import check_batch, check_context
 from .formats import weight_bytes_by_component, weight_format
 from .kv_cache import kv_cache_bytes
@@ -34,6 +34,7 @@ class Estimate:
     cache_dtype: str
     attention: str
     logits: str
+    path: str
     parts: dict[str, int]
     weight_parts: dict[str, int]
     activation_stage: str
@@ -57,7 +58,8 @@ class Estimate:
         rows += [(f"  {k}", v) for k, v in self.weight_parts.items() if v]
         rows.append((f"KV cache ({self.context:,} tokens x {self.batch}, {self.cache_dtype})", self.parts["KV cache"]))
         rows.append(("  without GQA it would be", self.kv_no_gqa))
-        rows.append((f"activations (peak at {self.activation_stage}, {self.attention})", self.parts["activations"]))
+        how = f"generate's fast path, {PREFILL_CHUNK:,}-token chunks" if self.path == "fast" else "one pass"
+        rows.append((f"activations (peak at {self.activation_stage}, {self.attention}, {how})", self.parts["activations"]))
         rows += [(f"  {k}", v) for k, v in self.activation_parts.items()]
         rows.append(("total (allocated by PyTorch)", self.total))
         rows.append((f"runtime overhead, apart ({self.overhead_note})", self.overhead))
@@ -86,8 +88,12 @@ class Estimate:
 
 def estimate(cfg: ModelConfig | None = None, weights: str = "bf16", context: int = 1024, batch: int = 1,
              cache_dtype=None, attention: str = "sdpa", logits: str = "last",
-             overhead: int = CUDA_CONTEXT_BYTES) -> Estimate:
+             overhead: int = CUDA_CONTEXT_BYTES, path: str = "auto") -> Estimate:
     """Memory for a prefill of `context` tokens, then decoding into the same cache.
+
+    path: how the prompt is read. "auto" is the path generate takes with no hook attached
+    (memory.prefill_path: its fast path, PREFILL_CHUNK tokens at a time, for one sequence with fused
+    attention; one pass otherwise); "plain" is one pass (model(tokens), or generate with a hook); "fast" the chunks.
 
     cache_dtype defaults to the dtype the format computes in (bf16 for quantised formats). For the
     GGUF formats the activations are those of this package's PyTorch model, not llama.cpp's buffers.
@@ -98,10 +104,11 @@ def estimate(cfg: ModelConfig | None = None, weights: str = "bf16", context: int
     check_batch(batch)
     cache_dtype = dtype_name(cache_dtype or fmt.compute)
     weight_parts = weight_bytes_by_component(cfg, fmt.name)
-    stage, act_parts = prefill_activations(cfg, context, batch, fmt.compute, attention, logits)
+    path = prefill_path(cfg, context, batch, attention, logits) if path == "auto" else path
+    stage, act_parts = prefill_activations(cfg, context, batch, fmt.compute, attention, logits, path=path)
     parts = {"weights": sum(weight_parts.values()),
              "KV cache": kv_cache_bytes(cfg, context, batch, cache_dtype),
              "activations": sum(act_parts.values())}
-    return Estimate(cfg, fmt.name, context, batch, cache_dtype, attention, logits, parts, weight_parts, stage,
+    return Estimate(cfg, fmt.name, context, batch, cache_dtype, attention, logits, path, parts, weight_parts, stage,
                     act_parts, kv_cache_bytes(cfg, context, batch, cache_dtype, gqa=False), overhead,
                     "CUDA context, about 500 MiB" if overhead == CUDA_CONTEXT_BYTES else "as given")
