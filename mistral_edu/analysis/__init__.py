@@ -1,5 +1,6 @@
 """Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
 from .baselines import uniform_baseline, uniform_entropy, uniform_position_baseline
+from .distributions import MIN_DRAWS, Distribution, over_draws
 from .guards import is_trained_default, shows_behaviour
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
