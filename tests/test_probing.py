@@ -243,3 +243,44 @@ def test_steering_raises_the_style_of_generated_words_until_the_text_loops(setup
         assert len(rising) >= 2 and all(b > a for a, b in zip(rising, rising[1:])), (layer, scores, repeated)
         assert rising[-1] - rising[0] >= 0.5, (layer, scores)
         assert repeated[-1] > 0.3, "the largest scale should throw the generations into loops"
+
+
+def test_passage_split_holds_out_a_quarter_of_each_labels_passages_by_seed():
+    windows = analysis.PassageWindows(torch.zeros(40, 3, dtype=torch.long), torch.arange(40) // 2,
+                                      (torch.arange(40) // 2 >= 8).long(), torch.zeros(40, 3, dtype=torch.bool))
+    train = analysis.passage_split(windows, seed=1)
+    held = windows.passage[~train].unique()
+    assert (held < 8).sum() == 2 and (held >= 8).sum() == 3                         # 25% of 8 and of 12 passages
+    assert all(bool(train[windows.passage == p].all() or (~train[windows.passage == p]).all()) for p in range(20))
+    assert torch.equal(train, analysis.passage_split(windows, seed=1))
+    assert not torch.equal(train, analysis.passage_split(windows, seed=2))
+    with pytest.raises(ValueError, match="too few"):
+        analysis.passage_split(windows, seed=0, test_share=1.0)
+
+
+def test_random_directions_have_the_vectors_norm_and_steer_row_by_row(model):
+    vector = torch.arange(model.cfg.dim, dtype=torch.float32)
+    random = analysis.random_directions(5, vector, seed=3)
+    assert random.shape == (5, model.cfg.dim)
+    assert torch.allclose(random.norm(dim=1), vector.norm().expand(5))
+    rows = torch.stack([torch.zeros(3, model.cfg.dim), torch.ones(3, model.cfg.dim)])      # (2, 3, dim)
+    hooks = analysis.steering_hooks(1, random[:2, None], 2.0)
+    assert torch.equal(hooks[0][1](rows, None)[:, 1:], rows[:, 1:] + 2.0 * random[:2, None])
+    assert torch.equal(hooks[0][1](rows, None)[:, 0], rows[:, 0])
+
+
+def test_direction_ablation_sets_the_component_to_the_value_and_keeps_the_rest():
+    x = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0))
+    direction = torch.tensor([3.0, 4.0, 0, 0, 0, 0])                                # normalised inside
+    (name, ablate), = analysis.direction_ablation_hooks(2, direction, 0.5)
+    out = ablate(x, None)
+    assert name == "layers.2.hook_resid_post"
+    assert torch.allclose(out[:, 1:] @ (direction / 5), torch.full((2, 3), 0.5))
+    assert torch.equal(out[:, :, 2:], x[:, :, 2:]) and torch.equal(out[:, 0], x[:, 0])
+
+
+def test_predicted_scores_are_the_expected_log_ratio_of_the_next_token(model):
+    tokens = torch.randint(3, model.cfg.vocab_size, (3, 6), generator=torch.Generator().manual_seed(1))
+    log_ratio = torch.randn(model.cfg.vocab_size, generator=torch.Generator().manual_seed(2))
+    expected = (model(tokens)[:, 1:].softmax(-1) @ log_ratio).mean(1)
+    assert torch.allclose(analysis.predicted_scores(model, tokens, log_ratio, batch=2), expected, atol=1e-5)

@@ -29,7 +29,8 @@ class Distribution:
         """Wrap a sequence or 1-D tensor of per-draw values; refuses fewer than min_draws or a non-finite value."""
         values = torch.as_tensor(values, dtype=torch.float32).detach().cpu()
         if values.dim() != 1:
-            raise ValueError(f"a Distribution holds one value per draw, shape (draws,); got shape {tuple(values.shape)}")
+            raise ValueError(f"a Distribution holds one value per draw, shape (draws,); "
+                             f"got shape {tuple(values.shape)}")
         if len(values) < min_draws:
             raise ValueError(f"{len(values)} draws is too few to read a spread from: measure at least {min_draws} "
                              "(more prompts, seeds or splits), or pass min_draws= to say why fewer are enough")
