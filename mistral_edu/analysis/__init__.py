@@ -11,7 +11,7 @@ from .attribution import LogitAttribution, direct_logit_attribution
 from .logit_lens import LogitLens, logit_lens
 from .circuits import (HeadWeights, composition_score, composition_scores, copying_score, diagonal_ranks,
                        head_weights, ov_circuit, path_ablation_hooks, qk_circuit, random_composition_baseline,
-                       token_residuals, trained_token_ids)
+                       random_composition_scores, token_residuals, trained_token_ids)
 from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonfinite
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
 from .tasks import CopyTask, corrupted_copy_task
