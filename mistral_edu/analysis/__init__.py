@@ -14,7 +14,7 @@ from .circuits import (HeadWeights, composition_score, composition_scores, copyi
                        random_composition_scores, token_residuals, trained_token_ids)
 from .nonfinite import NonFiniteWatch, check_finite, residual_points, watch_nonfinite
 from .patching import PatchingResult, logit_difference, patch_heads, patch_residual
-from .tasks import CopyTask, corrupted_copy_task
+from .tasks import CopyTask, CopyTasks, corrupted_copy_task, corrupted_copy_tasks
 from .probing import (LinearProbe, PassageWindows, balanced_accuracy, passage_windows, passage_split, probe_accuracy,
                       random_token_labels, residual_stack, shared_token_mask, token_identity_accuracy, train_probe)
 from .steering import (UnigramClassifier, mean_difference, predicted_scores, random_directions, repetition_share,
