@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 INSTALLED := $(VENV)/.installed
+BOOK_INSTALLED := $(VENV)/.installed-book
 # Which notebooks `make notebooks` syncs and re-executes: all, or e.g. `make notebooks NB=09`.
 NB ?= [0-9]
 
-.PHONY: lab test install clean memory-bench notebooks real-shape-notebooks notebooks-other-cpu
+.PHONY: lab test install clean memory-bench notebooks real-shape-notebooks notebooks-other-cpu book book-test
 
 install: $(INSTALLED)
 
@@ -32,8 +33,9 @@ NOTEBOOK_ENV := env CUDA_VISIBLE_DEVICES=
 NBVAL := $(BIN)/python -m pytest $(wildcard notebooks/*.ipynb) --nbval --nbval-current-env \
 	--nbval-sanitize-with notebooks/sanitize.cfg
 
+# The book's test (tests/test_book.py, marked `book`) builds the site and loads every page: `make book-test` runs it.
 test: $(INSTALLED)
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not book"
 	$(NOTEBOOK_ENV) $(NBVAL)
 
 # Not part of `make test` (CI runs it after): nbval again with PyTorch's CPU kernels forced to other instruction
@@ -57,6 +59,20 @@ notebooks: $(INSTALLED)
 		$(BIN)/python -c "import nbformat, sys; nb = nbformat.read(sys.argv[1], 4); \
 			nb.metadata.pop('widgets', None); nbformat.write(nb, sys.argv[1])" "$$nb" || exit 1; \
 	done
+
+# The committed, executed notebooks as a static site in build/book/ (git-ignored; nothing is re-executed), for
+# reading offline from the folder or any static file server. Its packages are the [book] extra, so `make lab`
+# installs nothing of it. `make book-test` builds it afresh in a temporary folder and checks every page in
+# Debian's Chromium with outside requests blocked (README: "The book site").
+$(BOOK_INSTALLED): $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e ".[book]"
+	touch $(BOOK_INSTALLED)
+
+book: $(BOOK_INSTALLED)
+	$(BIN)/python book/build.py
+
+book-test: $(BOOK_INSTALLED)
+	$(BIN)/python -m pytest -m book tests/test_book.py
 
 # Not part of `make test`: writes a 29 GB synthetic full-size checkpoint (needs 30+ GB of free disk
 # and 15.5 GB of free RAM), measures peak RSS of loading, streaming and int8, then deletes it.

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu.checkpoints import LazyTensor, write_consolidated  # noqa: E402
-from mistral_edu.checkpoints.int8 import Int8Linear, compare_logits, int8_linear, quantize_int8  # noqa: E402
+from mistral_edu.int8 import Int8Linear, compare_logits, int8_linear, quantize_int8  # noqa: E402
 from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes  # noqa: E402
 from mistral_edu.model.kv_cache import KVCache  # noqa: E402
 from mistral_edu.progress import progress  # noqa: E402

@@ -37,7 +37,7 @@ from results import save  # noqa: E402
 
 import mistral_edu as me  # noqa: E402
 from mistral_edu.checkpoints import find_checkpoint, read_config  # noqa: E402
-from mistral_edu.checkpoints.int8 import compare_logits  # noqa: E402
+from mistral_edu.int8 import compare_logits  # noqa: E402
 from mistral_edu.tokenizer import Tokenizer, mistral_common_v1_path  # noqa: E402
 
 PROMPT = ("[INST] Explain, in two sentences, why a transformer's residual stream is a sum of what every "

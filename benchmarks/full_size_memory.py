@@ -30,7 +30,7 @@ import torch
 import mistral_edu as me
 from mistral_edu import ModelConfig
 from mistral_edu.checkpoints import LazyTensor, write_consolidated, write_hf
-from mistral_edu.checkpoints.int8 import compare_logits
+from mistral_edu.int8 import compare_logits
 from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes
 from mistral_edu.progress import progress
 

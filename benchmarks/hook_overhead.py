@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu.hooks import hook_points  # noqa: E402
 from mistral_edu.model import (Attention, AttentionSpan, FeedForward, RMSNorm, TransformerBlock, apply_rope,  # noqa: E402
-                               random_init_, rms_norm, rope_rotations, swiglu)
+                               fused_attention, random_init_, rms_norm, rope_rotations, swiglu)
 from results import save  # noqa: E402
 
 
@@ -48,7 +48,8 @@ def attention_without_hooks(attn, x, rotations, span, cache=None, layer=0):
     q, k = apply_rope(q, rotations), apply_rope(k, rotations)
     if cache is not None:
         k, v = cache.update(layer, k, v)                                              # (batch, keys, n_kv_heads, head_dim)
-    z = attn.fused_attention(q, k, v, span)                                           # (batch, seq, n_heads, head_dim)
+    z = fused_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), span).transpose(1, 2)
+    # z: (batch, seq, n_heads, head_dim)
     return attn.wo(z.reshape(batch, seq, attn.n_heads * attn.head_dim))              # (batch, seq, dim)
 
 

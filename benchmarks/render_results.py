@@ -81,8 +81,8 @@ def cpu_speed(record: dict) -> list[str]:
              "  | --- | --- | ---: | ---: | ---: |"]
     lines += [f"  | {r['model']} | {r['measure']} | {r['ours']:.2f} | {r['transformers']:.2f} | {r['speedup']:.2f}x |"
               for r in f["rows"]]
-    lines += ["", "  (forward: milliseconds, lower is better; decode: tokens/s, higher is better; a speed-up above "
-                  "1 means ours is faster)"]
+    lines += ["", "  (forward and short calls: milliseconds, lower is better; decode: tokens/s, higher is better; a "
+                  "speed-up above 1 means ours is faster)"]
     return lines
 
 

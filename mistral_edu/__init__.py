@@ -1,6 +1,6 @@
 """mistral_edu: Mistral-7B-Instruct-v0.2 built block by block in plain PyTorch, for learning."""
 # Raised whenever a notebook needs something new; each notebook checks it in its first cell (NEEDS).
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from . import memory
 from .config import ModelConfig

@@ -6,6 +6,7 @@ the reference our tests compare against.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -75,6 +76,10 @@ class Tokenizer:
         self._check_ids(ids)
         return self.sp.decode(ids)
 
+    def streaming_decoder(self) -> StreamingDecoder:
+        """A decoder for ids that arrive one at a time, which hands out only text that is final."""
+        return StreamingDecoder(self)
+
     def id_to_piece(self, i: int) -> str:
         """The vocabulary entry of an id, e.g. 1 -> '<s>', 22557 -> '▁Hello', 3 -> '<0x00>'."""
         self._check_ids([int(i)])
@@ -106,6 +111,45 @@ class Tokenizer:
             else:
                 ids += self.sp.encode(content) + [self.eos_id]
         return ids
+
+
+class StreamingDecoder:
+    """Text of ids that arrive one at a time (a stream), handed out as it becomes final.
+
+    A character outside the vocabulary arrives as one byte piece per UTF-8 byte (🦙 is four). Decoding the ids so
+    far while such a character is half-arrived gives U+FFFD replacement characters that the next byte would have
+    turned into the character, so the trailing bytes of an unfinished character are held back until it completes.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.shown = ""
+
+    def push(self, token_id: int) -> str:
+        """The text that token_id completes: possibly empty, while a multi-byte character is unfinished."""
+        self.ids.append(int(token_id))
+        return self._show(self.ids[:len(self.ids) - self.unfinished_bytes()])
+
+    def finish(self) -> str:
+        """Whatever is still held back (an unfinished character decodes to U+FFFD): call it once, at the end."""
+        return self._show(self.ids)
+
+    def unfinished_bytes(self) -> int:
+        """How many trailing ids are byte pieces of a UTF-8 character that is not complete yet."""
+        trailing = bytearray()
+        for i in reversed(self.ids[-4:]):                     # a UTF-8 character is at most 4 bytes
+            if not self.tokenizer.sp.is_byte(i):
+                break
+            trailing.insert(0, int(self.tokenizer.sp.id_to_piece(i)[3:5], 16))   # '<0xF0>' -> 0xF0
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        utf8.decode(bytes(trailing), final=False)
+        return len(utf8.getstate()[0])                        # bytes it still waits on to finish a character
+
+    def _show(self, ids: list[int]) -> str:
+        text = self.tokenizer.decode(ids)
+        new, self.shown = text[len(self.shown):], text
+        return new
 
 
 def split_system(messages: list[dict]) -> tuple[str | None, list[dict]]:

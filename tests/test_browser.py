@@ -206,13 +206,14 @@ def test_a_256_token_explorer_redraws_in_under_100_ms(tmp_path):
             b.close()
 
 
-FIT_CONTEXTS = [1, 2, 3, 17, 1000, 1024, 2047, 4095, 4096, 4097, 8191, 16384, 32767, 32768]
+FIT_CONTEXTS = [1, 2, 3, 17, 1000, 1024, 2047, 2048, 2049, 4095, 4096, 4097, 8191, 16384, 32767, 32768]
 FIT_BATCHES = [1, 2, 3, 8, 64]
 
 
 @pytest.mark.parametrize("preset", ["mistral_7b_instruct_v02", "mistral_7b_v01"])   # v0.1: a 4096-token window
 def test_will_it_fit_computes_what_memory_estimate_does_to_the_byte(tmp_path, preset):
-    """Every format x 14 contexts x 5 batches: the JavaScript's table (labels and bytes), its stage and each
+    """Every format x 16 contexts x 5 batches: the JavaScript's table (labels and bytes), its stage, the path it
+    models (generate's fast path for one sequence within the window, one pass otherwise) and each
     machine's verdict equal memory.estimate's and fits()'s; bad input gets Python's own message."""
     from playwright.sync_api import sync_playwright
     import mistral_edu as me
@@ -233,7 +234,7 @@ def test_will_it_fit_computes_what_memory_estimate_does_to_the_byte(tmp_path, pr
                 const view = document.querySelector('[data-mistral-edu-view]').meView, out = [];
                 for (const f of formats) for (const c of contexts) for (const n of batches) {
                     const e = view.estimate(f, c, n);
-                    out.push([e.rows, e.stage, e.verdicts.map((v) => v.fits)]);
+                    out.push([e.rows, e.stage, e.path, e.verdicts.map((v) => v.fits)]);
                 }
                 return out;
             }""", [formats, FIT_CONTEXTS, FIT_BATCHES])
@@ -246,9 +247,10 @@ def test_will_it_fit_computes_what_memory_estimate_does_to_the_byte(tmp_path, pr
             b.close()
     grid = [(f, c, n) for f in formats for c in FIT_CONTEXTS for n in FIT_BATCHES]
     assert len(answers) == len(grid)
-    for (f, c, n), (rows, stage, verdicts) in zip(grid, answers):
+    for (f, c, n), (rows, stage, path, verdicts) in zip(grid, answers):
         e = memory.estimate(cfg, weights=f, context=c, batch=n)
         assert [tuple(r) for r in rows] == e.rows(), (f, c, n)
+        assert path == e.path == ("fast" if n == 1 and (cfg.sliding_window or c) >= c else "plain"), (f, c, n)
         assert stage == e.activation_stage and verdicts == [fits(e, m) for m in machines]
     print(f"\n{preset}: {len(grid)} cases ({len(formats)} formats x {len(FIT_CONTEXTS)} contexts x "
           f"{len(FIT_BATCHES)} batches) agree with memory.estimate to the byte")

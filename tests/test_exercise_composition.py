@@ -41,4 +41,4 @@ def test_a_matrix_or_an_unknown_number_is_described(capsys):
     ok, out = verdict(capsys, lambda q, k, o, v: q.T @ k @ o @ v)
     assert not ok and "return one number" in out
     ok, out = verdict(capsys, lambda q, k, o, v: 0.5)
-    assert not ok and "you returned 0.5" in out
+    assert not ok and "you have 0.5" in out

@@ -6,6 +6,8 @@ which checks the pieces compile as one graph each without paying for code genera
 """
 from __future__ import annotations
 
+import subprocess
+import sys
 import weakref
 
 import pytest
@@ -79,6 +81,89 @@ def test_hooks_see_every_step_because_generate_takes_the_plain_path(model, built
     assert seen == [6] + [1] * 7 and not built
 
 
+def _torch_hook(module_path, kind):
+    """Install one torch hook of `kind` on the module at module_path; return a remover and the call counter."""
+    def install(model, calls):
+        module = model.get_submodule(module_path)
+        if kind == "forward":
+            return module.register_forward_hook(lambda m, args, out: calls.append(m))
+        return module.register_forward_pre_hook(lambda m, args: calls.append(m))
+    return install
+
+
+def _global_hook(kind):
+    """Install a torch hook on every module at once; it counts only the model's final norm."""
+    def install(model, calls):
+        if kind == "forward":
+            return torch.nn.modules.module.register_module_forward_hook(
+                lambda m, args, out: calls.append(m) if m is model.norm else None)
+        return torch.nn.modules.module.register_module_forward_pre_hook(
+            lambda m, args: calls.append(m) if m is model.norm else None)
+    return install
+
+
+HOOK_KINDS = {
+    "forward hook on a hook point": _torch_hook("layers.0.hook_resid_post", "forward"),
+    "forward pre-hook on a hook point": _torch_hook("layers.1.attention.hook_z", "pre"),
+    "forward hook on a block": _torch_hook("layers.1", "forward"),
+    "forward pre-hook on a norm": _torch_hook("layers.0.ffn_norm", "pre"),
+    "forward hook on the model itself": _torch_hook("", "forward"),
+    "forward hook on a fused projection": _torch_hook("layers.0.attention.wk", "forward"),
+    "forward pre-hook on a fused projection": _torch_hook("layers.1.feed_forward.w3", "pre"),
+    "forward hook on the output head": _torch_hook("output", "forward"),
+    "global forward hook": _global_hook("forward"),
+    "global forward pre-hook": _global_hook("pre"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOOK_KINDS))
+def test_every_kind_of_torch_hook_runs_in_generate_as_in_the_plain_path(model, built, kind):
+    ids = prompt(6, seed=9)
+    me.generate(model, ids, 2)                    # fuse first, so hooks on the fused projections are tested as such
+    built.clear()
+    counts = {}
+    for fast in (True, False):
+        calls = []
+        handle = HOOK_KINDS[kind](model, calls)
+        try:
+            tokens = me.generate(model, ids, 7, stop_at_eos=False, fast=fast)
+        finally:
+            handle.remove()
+        counts[fast] = (len(calls), tokens)
+    assert counts[True][0] == counts[False][0] > 0, f"{kind}: ran {counts[True][0]} times, {counts[False][0]} with fast=False"
+    assert counts[True][1] == counts[False][1] and not built, "generate took the fast path with a hook attached"
+    assert fast_path_applies(model, 13), "the hook's removal was not noticed"
+
+
+def test_backward_hooks_also_keep_generate_off_the_fast_path(model):
+    handle = model.layers[0].feed_forward.register_full_backward_hook(lambda m, grad_in, grad_out: None)
+    assert not fast_path_applies(model, 10)
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_full_backward_hook(lambda m, grad_in, grad_out: None)
+    try:
+        assert not fast_path_applies(model, 10)
+    finally:
+        handle.remove()
+    assert fast_path_applies(model, 10)
+
+
+def test_hooks_added_after_a_decoder_was_built_run_and_the_decoder_refuses_them(model, built):
+    ids = prompt(8, seed=10)
+    decoder = FastDecoder(fuse_projections(model), 64, use_graph=False)
+    reference = me.generate(model, ids, 6, stop_at_eos=False, decoder=decoder)
+    seen, calls = [], []
+    handle = model.layers[0].attention.wq.register_forward_hook(lambda m, args, out: calls.append(out.shape[1]))
+    try:
+        with model.hooks([("layers.1.hook_mlp_out", lambda x, hook: seen.append(x.shape[1]))]):
+            assert me.generate(model, ids, 6, stop_at_eos=False, decoder=decoder) == reference
+        assert seen == [8] + [1] * 5 and calls == seen
+        with pytest.raises(ValueError, match="hooks are attached.*layers.0.attention.wq.*fast=False"):
+            decoder.prefill(ids)
+    finally:
+        handle.remove()
+    assert me.generate(model, ids, 6, stop_at_eos=False, decoder=decoder) == reference and calls == seen
+
+
 def test_prefill_logits_match_the_model_forward(model, monkeypatch):
     monkeypatch.setattr(fast_path, "PREFILL_CHUNK", 5)
     ids = prompt(23, seed=2)
@@ -101,6 +186,31 @@ def test_static_step_the_graph_records_equals_the_eager_step(model):
         static.pos += 1
         logits_a, logits_b = static.step(), eager.decode(token)
         torch.testing.assert_close(logits_a, logits_b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("new_tokens", [1, 3, fast_path.HEAD_COPY_MIN_TOKENS - 1, fast_path.HEAD_COPY_MIN_TOKENS])
+def test_only_generations_long_enough_to_repay_it_copy_the_output_head(model, monkeypatch, new_tokens):
+    heads = []
+    read = FastDecoder.read_weights
+    monkeypatch.setattr(FastDecoder, "read_weights", lambda self: (read(self), heads.append(self.output)))
+    ids = prompt(5, seed=11)
+    fast = me.generate(model, ids, new_tokens, stop_at_eos=False)
+    assert fast == me.generate(model, ids, new_tokens, stop_at_eos=False, fast=False)
+    head, = heads
+    copied = head.data_ptr() != model.output.weight.data_ptr()
+    assert copied == (new_tokens >= fast_path.HEAD_COPY_MIN_TOKENS)
+    assert head.is_contiguous() != copied and torch.equal(head, model.output.weight)
+
+
+def test_a_first_short_generate_does_not_import_torch_dynamo():
+    """torch._dynamo takes about a second to import; a prompt of one prefill chunk must not need it."""
+    script = ("import sys, torch, mistral_edu as me\n"
+              "cfg = me.ModelConfig(dim=64, n_layers=2, head_dim=16, hidden_dim=160, n_heads=4, n_kv_heads=2,"
+              " norm_eps=1e-5, vocab_size=256, rope_theta=1e6, max_seq_len=128)\n"
+              "me.generate(me.Transformer(cfg).eval(), [1, 5, 9], 8)\n"
+              "print('torch._dynamo' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False", "the first generate call imported torch._dynamo"
 
 
 def test_no_static_cache_outlives_generate(model, built):

@@ -6,7 +6,8 @@ import torch
 
 import mistral_edu as me
 from mistral_edu.generation import fuse_projections
-from mistral_edu.generation.fusion import fused_weight, is_fused, projection_groups
+from mistral_edu.generation.fusion import fused_weight, is_fused
+from mistral_edu.model import projection_groups
 
 from conftest import randomize_, small_config
 

@@ -8,9 +8,10 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import mistral_edu as me
-from mistral_edu.checkpoints.int8 import INT8_KERNEL_MAX_ROWS, Int8Linear, int8_linear, quantize_model, uses_int8_kernel
+from mistral_edu.int8 import INT8_KERNEL_MAX_ROWS, Int8Linear, int8_linear, quantize_model, uses_int8_kernel
 from mistral_edu.generation import FastDecoder, fast_path_applies, fuse_projections
-from mistral_edu.generation.fusion import fused_weight, is_fused, projection_groups
+from mistral_edu.generation.fusion import fused_weight, is_fused
+from mistral_edu.model import projection_groups
 
 from conftest import randomize_, small_config
 

@@ -3,7 +3,7 @@
 Each machine is mocked where torch reports it: compute capability, torch's own bf16 answer (which says
 yes on a T4, where bf16 is only emulated), and the free memory a fresh CUDA context leaves
 (total minus memory.CUDA_CONTEXT_BYTES). The 7B's numbers come from memory.strategy_bytes, planned
-for a 4096-token prompt: 15.63 GB in bf16/fp16, 8.65 GB with int8 block matrices.
+for a 4096-token prompt: 15.35 GB in bf16/fp16, 8.38 GB with int8 block matrices.
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_t4_gets_fp16_and_int8_because_fp16_weights_do_not_fit(gpu):
 
 
 def test_t4_loads_fp16_whole_when_the_memory_allows(gpu):
-    """int8 only because 15.63 GB does not fit 15.3 GB; a roomier capability-7.5 card keeps every weight."""
+    """int8 only because 15.35 GB does not fit 15.3 GB; a roomier capability-7.5 card keeps every weight."""
     plan = plan_load(SEVEN_B, gpu("T4 16 GB"), verbose=False, free=16 * 10**9)
     assert plan.dtype == torch.float16 and plan.strategy == "full"
 

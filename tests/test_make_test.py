@@ -34,7 +34,7 @@ def test_notebooks_run_with_every_gpu_hidden_and_tests_do_not():
     assert len(nbval) == 1, f"expected one nbval run in `make test`, got {commands}"
     assert nbval[0][:2] == ["env", "CUDA_VISIBLE_DEVICES="], (
         f"the notebooks must run with CUDA_VISIBLE_DEVICES= (their outputs were made on a CPU): {nbval[0][:4]}")
-    assert any(c[-1] == "tests" and "pytest" in c for c in others), "the tests must run in `make test`"
+    assert any("tests" in c and "pytest" in c for c in others), "the tests must run in `make test`"
     assert not any("CUDA_VISIBLE_DEVICES=" in c for c in others), "the tests must see the GPU to run their CUDA checks"
     assert "notebooks/sanitize.cfg" in nbval[0] and sum(w.endswith(".ipynb") for w in nbval[0]) >= 15
 

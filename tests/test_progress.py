@@ -6,7 +6,7 @@ import torch
 
 import mistral_edu as me
 from mistral_edu import progress
-from mistral_edu.checkpoints.int8 import quantize_model
+from mistral_edu.int8 import quantize_model
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ A lesson that imports `mistral_edu.viz.attention` breaks the day that file moves
 """
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -44,3 +45,40 @@ def test_the_checker_catches_a_module_import():
     assert private_imports("from mistral_edu.viz.attention import gqa_grid\nimport mistral_edu.names") == [
         "mistral_edu.viz.attention", "mistral_edu.names"]
     assert private_imports("import mistral_edu as me\nfrom mistral_edu import viz\nfrom mistral_edu.viz import x") == []
+
+
+PACKAGE = Path(mistral_edu.__file__).parent
+SUBPACKAGES = sorted(p.parent for p in PACKAGE.glob("*/__init__.py"))
+
+
+def declared_names(init: Path) -> list[str] | None:
+    """The names in a package's __all__, or None if it declares none."""
+    for node in ast.parse(init.read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+            return [element.value for element in node.value.elts]
+    return None
+
+
+def users_outside(subpackage: Path) -> str:
+    """The text of everything that may use a subpackage's names: lessons, tests, benchmarks, the README,
+    the docs, and the package's other rooms."""
+    files = [*(ROOT / "notebooks" / "src").glob("*.md"), *(ROOT / "tests").glob("*.py"),
+             *(ROOT / "benchmarks").glob("*.py"), ROOT / "README.md", *(ROOT / "docs").glob("*.md"),
+             *(p for p in PACKAGE.rglob("*.py") if subpackage not in p.parents)]
+    return "\n".join(f.read_text() for f in files)
+
+
+@pytest.mark.parametrize("subpackage", SUBPACKAGES, ids=lambda p: p.name)
+def test_every_subpackage_declares_all_and_each_name_has_a_user(subpackage):
+    names = declared_names(subpackage / "__init__.py")
+    assert names is not None, f"mistral_edu/{subpackage.name}/__init__.py declares no __all__"
+    text = users_outside(subpackage)
+    unused = [name for name in names if not re.search(rf"\b{re.escape(name)}\b", text)]
+    assert not unused, (f"mistral_edu.{subpackage.name} exports names nothing outside it uses: {unused}; "
+                        "make them private (drop them from __init__) or delete them")
+
+
+def test_the_all_reader_sees_a_declaration_and_its_absence(tmp_path):
+    (tmp_path / "with.py").write_text('from .a import x\n__all__ = ["x"]\n')
+    (tmp_path / "without.py").write_text("from .a import x\n")
+    assert declared_names(tmp_path / "with.py") == ["x"] and declared_names(tmp_path / "without.py") is None

@@ -10,7 +10,7 @@ import mistral_edu as me
 from mistral_edu import memory
 from mistral_edu.default import corpus
 from mistral_edu.checkpoints import write_hf
-from mistral_edu.checkpoints.int8 import Int8Linear, compare_logits, quantize_int8
+from mistral_edu.int8 import Int8Linear, compare_logits, quantize_int8
 from mistral_edu.tokenizer import mistral_common_v1_path
 
 # The stated int8 error on the embedded default, measured on held-out English text (the input it is

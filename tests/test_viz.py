@@ -202,3 +202,26 @@ def test_loss_lines_that_coincide_stay_visible():
     model, _, control = ax.lines[:3]
     assert control.get_linestyle() != model.get_linestyle() and control.get_linewidth() < model.get_linewidth()
     assert control.get_zorder() >= model.get_zorder()
+
+
+def test_explorers_carry_a_stand_in_of_the_state_they_were_shown_in():
+    """Where no kernel holds the widgets (an HTML export, GitHub, the book site), the output's text/html shows:
+    the token explorer's pieces of its text, the RoPE explorer's figure at its sliders' values."""
+    import base64
+    tok = me.load_tokenizer()
+    tokens = viz.token_explorer(tok, text="Bonjour <b>")
+    bundle = tokens._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle and bundle["text/plain"].startswith("Explorer(")
+    ids = tok.encode("Bonjour <b>", bos=False)
+    html = bundle["text/html"]
+    assert f"{len(ids)} tokens" in html and "&lt;b&gt;" in html and "<b>" not in html
+    assert all(f">{i}</span>" in html for i in ids)
+    tokens.children[0].value = "Hello"                                   # the picture follows the text box
+    assert f"{len(tok.encode('Hello', bos=False))} tokens" in tokens._repr_mimebundle_()["text/html"]
+
+    rope = viz.rope_explorer(head_dim=16, theta=1e4)
+    rope.children[0].children[0].value = 7                               # query m
+    html = rope._repr_mimebundle_()["text/html"]
+    assert "query m = 7, key n = 2, pair i = 0" in html and "(m=7, n=2)" in html
+    png = base64.b64decode(html.split("data:image/png;base64,")[1].split('"')[0])
+    assert png[:8] == PNG and len(png) > 2000

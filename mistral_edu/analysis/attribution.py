@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .tokens import as_sequence, check_position
+from ..hooks import check_index
+from .tokens import as_sequence
 
 
 @dataclass
@@ -42,7 +43,7 @@ def direct_logit_attribution(model, tokens, target: int, wrong: int | None = Non
                              position: int = -1) -> LogitAttribution:
     """Split logit(target) (or logit(target) - logit(wrong)) at position into per-head and per-MLP terms."""
     tokens = as_sequence(model, tokens)
-    position = check_position(position, tokens.shape[1])
+    position = check_index(position, tokens.shape[1], "position", "the sequence")
     for name, token in (("target", target), ("wrong", wrong)):
         if token is not None and not 0 <= token < model.cfg.vocab_size:
             raise ValueError(f"{name} {token} is not a token id (0..{model.cfg.vocab_size - 1})")

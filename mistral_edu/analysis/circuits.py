@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 
 from ..hooks import check_index
-from ..model.rope import apply_rope, rope_rotations
+from ..model import apply_rope, rms_scale, rope_rotations
 
 __all__ = [
     "HeadWeights", "head_weights", "trained_token_ids", "token_residuals", "ov_circuit", "copying_score",
@@ -122,7 +122,7 @@ def ov_circuit(model, layer: int, head: int, token_ids, sources: torch.Tensor) -
     w = head_weights(model, layer, head)
     ids = torch.as_tensor(token_ids, dtype=torch.long, device=model.device)
     x = sources.float().to(model.device)                                            # (types, dim)
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + model.cfg.norm_eps)
+    x = x / rms_scale(x, model.cfg.norm_eps)                                        # (types, dim), unit RMS
     unembed = model.output.weight[ids].float() * model.norm.weight.float()          # (types, dim)
     return (unembed @ w.W_O).cpu(), (w.W_V @ x.T).cpu()                             # (types, head_dim), (head_dim, types)
 
@@ -167,8 +167,8 @@ def qk_circuit(model, layer: int, head: int, queries: torch.Tensor, keys: torch.
     eps = model.cfg.norm_eps
 
     def normalise(x):
-        x = x.float().to(w.W_Q.device)
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps)
+        x = x.float().to(w.W_Q.device)                                              # (n, dim)
+        return x / rms_scale(x, eps)                                                # (n, dim), unit RMS
 
     q = (normalise(queries) @ w.W_Q.T)[None, :, None]                               # (1, q, 1, head_dim)
     k = (normalise(keys) @ w.W_K.T)[None, :, None]                                  # (1, k, 1, head_dim)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .tokens import as_sequence, check_position
+from ..hooks import check_index
+from .tokens import as_sequence
 
 
 @dataclass
@@ -55,7 +56,7 @@ def logit_lens(model, tokens, positions=None, target: int | None = None) -> Logi
         positions = list(range(seq))
     elif isinstance(positions, int):
         positions = [positions]
-    positions = [check_position(p, seq) for p in positions]
+    positions = [check_index(p, seq, "position", "the sequence") for p in positions]
     if target is not None and not 0 <= target < model.cfg.vocab_size:
         raise ValueError(f"target {target} is not a token id (0..{model.cfg.vocab_size - 1})")
     names = ["hook_embed"] + [f"layers.{i}.hook_resid_post" for i in range(model.cfg.n_layers)]

@@ -13,10 +13,3 @@ def as_sequence(model, tokens) -> torch.Tensor:
         raise ValueError(f"give one sequence: a list of ids or a (1, seq) tensor, got shape {tuple(tokens.shape)}; "
                          "loop over a batch yourself")
     return tokens
-
-
-def check_position(position: int, seq: int) -> int:
-    """position as an index into 0..seq-1 (negative counts from the end)."""
-    if not -seq <= position < seq:
-        raise IndexError(f"position {position} is out of range for a sequence of {seq} tokens (0..{seq - 1})")
-    return position % seq

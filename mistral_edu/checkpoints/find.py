@@ -47,8 +47,8 @@ def detect_layout(folder: str | Path) -> str:
         raise ValueError(
             f"{folder} holds only pickled weights ({', '.join(pickles[:3])}). mistral_edu never unpickles "
             "files (unpickling runs arbitrary code). Download the safetensors files instead, e.g. "
-            "`huggingface-cli download mistralai/Mistral-7B-Instruct-v0.2 --include '*.safetensors' "
-            "'*.json' tokenizer.model --local-dir <folder>`")
+            "`hf download mistralai/Mistral-7B-Instruct-v0.2 --include '*.safetensors' "
+            "--include '*.json' --include tokenizer.model --local-dir <folder>`")
     raise ValueError(
         f"{folder} is neither a Mistral checkpoint (params.json + consolidated.safetensors) nor a "
         "Hugging Face one (config.json + model*.safetensors); it holds: "

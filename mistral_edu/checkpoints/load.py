@@ -15,15 +15,14 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..default import DEFAULT_DIR
-from ..generation.fusion import projection_groups
 from ..dtypes import parse_dtype
+from ..int8 import empty_int8_group, quantize_model, set_int8
 from ..memory import choose_strategy, compute_dtype, free_memory, parameter_count, strategy_reason
-from ..model.transformer import Transformer, random_init_
+from ..model import Transformer, projection_groups, random_init_
 from ..names import is_block_matrix
 from ..progress import progress
 from ..tokenizer import Tokenizer, mistral_common_v1_path
 from .find import Checkpoint, find_checkpoint, read_config, weight_files
-from .int8 import empty_int8_group, quantize_model, set_int8
 from .layouts import from_hf_rows, hf_to_mistral_name
 from .safetensors_io import SafetensorsFile
 from .skeleton import set_parameter, shapes_only
@@ -165,7 +164,7 @@ def load_model(path=None, device=None, dtype=None, verbose: bool = True, strateg
 
     Without a path: $MISTRAL_EDU_WEIGHTS, then the Hugging Face cache, then the embedded default.
     The model comes back in eval mode without gradients, with .checkpoint saying where it came from.
-    strategy: "full", "int8" (block matrices in int8, see int8.py), "stream" (weights stay on
+    strategy: "full", "int8" (block matrices in int8, see mistral_edu/int8.py), "stream" (weights stay on
     disk, one block at a time, see streaming.py) or "auto" (the first that fits the free memory).
     The plan is checked against free memory before anything is allocated (plan_load), for a prompt
     of `context` tokens (memory.PLAN_CONTEXT by default): on a 16 GB GPU, 1024 keeps every weight in

@@ -3,6 +3,11 @@
 A safetensors file is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
 byte offsets) and the raw bytes. Reading each tensor straight into its own buffer keeps loading at
 one copy of the weights; nothing is ever unpickled.
+
+Why not the safetensors library: safe_open maps the file and get_tensor copies out of the mapping, so
+the mapped pages stay resident beside the copies, and filling a model's parameters through it peaks
+near twice the weights' size, where this reader stays near one copy (measured on a 7B-shaped bf16
+checkpoint cut to 4 layers). The library remains the tests' reference reader.
 """
 from __future__ import annotations
 
@@ -108,8 +113,7 @@ class SafetensorsFile:
             self._refuse(f"tensor {name!r} has a malformed header entry: data_offsets {str(offsets)[:100]} "
                          "are not [begin, end] with 0 <= begin <= end")
         begin, end = offsets
-        itemsize = torch.empty(0, dtype=DTYPES[dtype]).element_size()
-        if end - begin != math.prod(shape) * itemsize:
+        if end - begin != math.prod(shape) * DTYPES[dtype].itemsize:
             self._refuse(f"tensor {name!r} claims shape {tuple(shape)} but {end - begin} bytes")
         return DTYPES[dtype], tuple(shape), begin, end
 
@@ -165,7 +169,7 @@ def write_safetensors(path: str | Path, tensors: dict, metadata: dict | None = N
     specs, shapes, offset = {}, {}, 0
     for name, t in tensors.items():
         dtype, shape = t.dtype, tuple(t.shape)
-        nbytes = math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        nbytes = math.prod(shape) * dtype.itemsize
         specs[name] = {"dtype": NAMES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
         shapes[name] = (dtype, shape)
         offset += nbytes

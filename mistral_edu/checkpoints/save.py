@@ -19,7 +19,7 @@ from .safetensors_io import LazyTensor, write_safetensors
 
 
 def _nbytes(t) -> int:
-    return math.prod(t.shape) * torch.empty(0, dtype=t.dtype).element_size()
+    return math.prod(t.shape) * t.dtype.itemsize                       # a LazyTensor has no .nbytes
 
 
 def write_consolidated(tensors: dict, cfg: ModelConfig, folder: str | Path) -> Path:

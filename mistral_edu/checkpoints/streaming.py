@@ -37,7 +37,7 @@ class TensorOnDisk:
 
     def load(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Map the bytes (no read until used) and move or cast them to device and dtype."""
-        nbytes = math.prod(self.shape) * torch.empty(0, dtype=self.stored_dtype).element_size()
+        nbytes = math.prod(self.shape) * self.stored_dtype.itemsize
         start = self.offset - self.offset % mmap.ALLOCATIONGRANULARITY  # mappings start on a page boundary
         with open(self.path, "rb") as f:
             mapped = mmap.mmap(f.fileno(), self.offset - start + nbytes, offset=start, access=mmap.ACCESS_COPY)
@@ -106,7 +106,7 @@ class StreamedTransformer(Transformer):
 
     def resident_bytes(self) -> int:
         """Bytes of weights held on the device right now (0 between forward passes)."""
-        return sum(p.numel() * p.element_size() for p in self.parameters() if p.device.type != "meta")
+        return sum(p.nbytes for p in self.parameters() if p.device.type != "meta")
 
 
 def tensors_on_disk(plan: list[tuple[str, SafetensorsFile, str]], layout: str,

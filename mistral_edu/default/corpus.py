@@ -129,3 +129,26 @@ def write_labelled_heldout(path: Path = HELDOUT_LABELLED) -> None:
 def heldout_labelled() -> list[dict]:
     """The shipped labelled held-out documents: dicts with document, source, text and quoted spans."""
     return [json.loads(line) for line in HELDOUT_LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+TRAIN_TYPES = Path(__file__).parent / "train_types.json"
+
+
+def write_train_types(tokenizer, path: Path = TRAIN_TYPES) -> None:
+    """Write train_types.json: every token type of the training stream (needs both packages), with provenance.
+
+    Types outside it have output rows that training never pushed up or down; CI measures the
+    probability a model puts on them without installing the corpus.
+    """
+    train, _ = split_documents(documents())
+    stream = tokenize_documents(tokenizer, train)
+    record = {"what": "the token ids that occur in the embedded default's training stream (held-out documents excluded)",
+              "made_with": "mistral_edu.default.corpus.write_train_types(load_tokenizer()), mistral-common's v1 "
+                           "tokenizer, bible-kjv 4.38 and jargon-text 4.4.7-4.1",
+              "train_tokens": int(len(stream)), "types": np.unique(stream).tolist()}
+    Path(path).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def train_types() -> np.ndarray:
+    """The shipped sorted ids of the token types in the training stream (train_types.json)."""
+    return np.asarray(json.loads(TRAIN_TYPES.read_text(encoding="utf-8"))["types"], dtype=np.int64)

@@ -10,32 +10,36 @@ the package itself, so a checker and the lesson can never disagree.
     exercises.check_rms_norm(my_rms_norm)
     exercises.hint("rms_norm")
 """
-from .attention import check_causal_attention, check_decode_step, check_repeat_kv
+from .ablation import check_ablate_head, check_head_position_patching
+from .attention import check_decode_step, check_grouped_attention, check_repeat_kv
+from .block import check_transformer_block
 from .catalogue import EXERCISES, Exercise, hint, reveal
 from .composition import check_k_composition
+from .copying import check_ov_copying
 from .decoding import check_crossover_context, check_decode_tokens_per_second, check_matmul_intensity
-from .feed_forward import check_swiglu
-from .generation import check_rolling_slot, check_top_p
+from .generation import check_rolling_slot, check_sampler, check_top_p
 from .heads import (check_head_entropy, check_induction_head, check_induction_scores, check_previous_token_scores,
                     model_induction_scores, repeated_tokens)
 from .memory import (check_block_parameters, check_kv_bytes_per_token, check_kv_cache_bytes, check_tokens_that_fit,
                      check_weight_bytes, check_weight_gib)
 from .patching import check_patching
-from .probing import check_balanced_accuracy, check_mean_difference
+from .probing import check_balanced_accuracy, check_mean_difference, check_probe_with_control
 from .predictions import compare_prediction
 from .rmsnorm import check_normalized_length, check_rms_norm
-from .rope import check_rope, check_rope_rotate_half, check_wavelength
-from .tokenizer import check_bytes_to_text, check_chat_ids
+from .rope import check_rope, check_wavelength
+from .steering import check_steered_generate
+from .tokenizer import bpe_tables, check_bpe_encode, check_bytes_to_text, check_chat_ids
 from .verdict import Verdict, assert_close
 
 __all__ = [
-    "EXERCISES", "Exercise", "Verdict", "assert_close", "hint", "reveal",
-    "check_balanced_accuracy", "check_mean_difference",
-    "check_block_parameters", "check_bytes_to_text", "check_causal_attention", "check_chat_ids",
-    "check_crossover_context", "check_decode_tokens_per_second", "check_matmul_intensity",
-    "check_decode_step", "check_head_entropy", "check_induction_head", "check_induction_scores",
-    "check_k_composition", "check_kv_bytes_per_token", "check_kv_cache_bytes", "check_normalized_length", "check_patching",
-    "check_previous_token_scores", "check_repeat_kv", "check_rms_norm", "check_rolling_slot", "check_rope",
-    "check_rope_rotate_half", "check_swiglu", "check_tokens_that_fit", "check_top_p", "check_wavelength",
-    "check_weight_bytes", "check_weight_gib", "compare_prediction", "model_induction_scores", "repeated_tokens",
+    "EXERCISES", "Exercise", "Verdict", "assert_close", "bpe_tables", "hint", "reveal",
+    "check_ablate_head", "check_balanced_accuracy", "check_block_parameters", "check_bpe_encode", "check_bytes_to_text",
+    "check_chat_ids", "check_crossover_context", "check_decode_step", "check_decode_tokens_per_second",
+    "check_grouped_attention", "check_head_entropy", "check_head_position_patching", "check_induction_head",
+    "check_induction_scores", "check_k_composition", "check_kv_bytes_per_token", "check_kv_cache_bytes",
+    "check_matmul_intensity", "check_mean_difference", "check_normalized_length", "check_ov_copying", "check_patching",
+    "check_previous_token_scores", "check_probe_with_control", "check_repeat_kv", "check_rms_norm", "check_rolling_slot",
+    "check_rope", "check_sampler", "check_steered_generate", "check_tokens_that_fit", "check_top_p",
+    "check_transformer_block", "check_wavelength", "check_weight_bytes", "check_weight_gib", "compare_prediction",
+    "model_induction_scores", "repeated_tokens",
 ]

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["EXERCISES", "Exercise", "hint", "register", "reveal"]
+__all__ = ["EXERCISES", "Exercise", "WORKSHOP_MINUTES", "WORKSHOP_PLAN", "hint", "register", "reveal",
+           "workshop_schedule", "workshop_slack"]
 
 
 @dataclass(frozen=True)
@@ -65,3 +66,23 @@ def hint(name: str) -> None:
 def reveal(name: str) -> None:
     """Print a solution's code: the explicit last step, after the hints."""
     print(_find(name).solution)
+
+
+WORKSHOP_MINUTES = 180
+"""The workshop's stated length (notebook 10 and the README's instructor guide say 3 hours)."""
+
+WORKSHOP_PLAN: tuple[str | tuple[str, int], ...] = (
+    ("welcome and set-up check", 10), "rms_norm", "rope", "decode_step", ("break", 15),
+    "induction_scores", "induction_head", "patching", ("wrap-up with 10_workshop_solutions.ipynb", 15),
+)
+"""The workshop in order: an exercise by its name (its minutes come from the catalogue), anything else with its own."""
+
+
+def workshop_schedule() -> list[tuple[str, int]]:
+    """(what, minutes) for every part of the workshop, exercises timed by their catalogue entry."""
+    return [(part, _find(part).minutes) if isinstance(part, str) else part for part in WORKSHOP_PLAN]
+
+
+def workshop_slack() -> int:
+    """Minutes of the stated length that no part of the plan uses: room for questions and for slower pairs."""
+    return WORKSHOP_MINUTES - sum(minutes for _, minutes in workshop_schedule())

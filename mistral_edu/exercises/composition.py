@@ -13,7 +13,7 @@ import torch
 
 from ..analysis.circuits import composition_score
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, same
+from .verdict import Case, Verdict, check, judge_numbers
 
 __all__ = ["check_k_composition"]
 
@@ -22,11 +22,12 @@ K_COMPOSITION = register(Exercise(
     task="write k_composition(W_Q, W_K, W_O, W_V): how much a later head's keys read an earlier head's output, "
          "||W_Q^T W_K W_O W_V||_F / (||W_Q^T W_K||_F ||W_O W_V||_F), for W_Q, W_K, W_V (head_dim, dim) and "
          "W_O (dim, head_dim)",
-    hints=("the later head's QK circuit W_Q^T W_K reads the residual stream on its key side, the earlier head's OV "
-           "circuit W_O W_V writes to it: the key side composes with the writer when their product is large "
-           "compared with the two circuits' own sizes",
-           "build the two (dim, dim) circuits, multiply reader @ writer (the writer acts first), and divide the "
-           "Frobenius norm of the product (torch.linalg.matrix_norm, the default 'fro') by the product of theirs"),
+    hints=("the later head's QK circuit reads the residual stream on its key side, the earlier head's OV circuit"
+           " writes to it: the key side composes with the writer when their product is large compared with the "
+           "two circuits' own sizes",
+           "build the two dim x dim circuits from the weight matrices, multiply them with the writer acting "
+           "first, and compare the size of that product with the sizes of the two circuits, all measured with "
+           "the Frobenius norm"),
     solution='''def k_composition(W_Q, W_K, W_O, W_V):
     qk = W_Q.T @ W_K                       # (dim, dim): the later head's QK circuit; its key side reads the stream
     ov = W_O @ W_V                         # (dim, dim): the earlier head's OV circuit writes it
@@ -50,49 +51,34 @@ def _ratio(reader: torch.Tensor, writer: torch.Tensor, ord: str | int = "fro") -
     return norm(reader @ writer) / (norm(reader) * norm(writer))
 
 
-def _as_tensor(got) -> torch.Tensor | None:
-    """A learner's number as a 0-d float64 tensor (a Python float or a 0-d/1-element tensor), else None."""
-    if isinstance(got, (int, float)):
-        return torch.tensor(float(got), dtype=torch.float64)
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        return got.detach().reshape(()).double().cpu()
-    return None
-
-
 def check_k_composition(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """fn(W_Q, W_K, W_O, W_V) -> the K-composition score (a number in [0, 1])."""
-    W_Q, W_K, W_O, W_V = _heads(11)
-    qk, ov = W_Q.T @ W_K, W_O @ W_V                                              # (dim, dim) each
-    reference = torch.tensor(composition_score(W_Q, W_K, W_O, W_V), dtype=torch.float64)
-    mistakes = {
+    """fn(W_Q, W_K, W_O, W_V) -> the K-composition score (a number in [0, 1]), on two pairs of heads."""
+    cases = []
+    for seed, dim, head_dim in [(11, 12, 3), (13, 10, 4)]:
+        weights = _heads(seed, dim, head_dim)
+        cases.append(Case(f"heads with dim {dim}, head_dim {head_dim}", weights, float(composition_score(*weights)),
+                          {"qk": weights[0].T @ weights[1], "ov": weights[2] @ weights[3]}))
+    fro = torch.linalg.matrix_norm
+    slips = {
         "that is ||W_Q^T W_K W_O W_V|| without the normalisation: divide by ||W_Q^T W_K|| * ||W_O W_V||, so "
         "the score compares directions, not sizes (it must lie between 0 and 1)":
-            lambda: torch.linalg.matrix_norm(qk @ ov),
+            lambda c: float(fro(c.extra["qk"] @ c.extra["ov"])),
         "you divided by the norms of the four matrices W_Q, W_K, W_O, W_V; divide by the norms of the two "
         "circuits, ||W_Q^T W_K|| and ||W_O W_V||":
-            lambda: torch.linalg.matrix_norm(qk @ ov) / torch.stack(
-                [torch.linalg.matrix_norm(m) for m in (W_Q, W_K, W_O, W_V)]).prod(),
+            lambda c: float(fro(c.extra["qk"] @ c.extra["ov"]) / torch.stack([fro(m) for m in c.args]).prod()),
         "that is Q-composition (W_K^T W_Q: the QUERY side reads the earlier head); for K-composition the key "
-        "side reads it: W_Q^T W_K @ W_O W_V":
-            lambda: _ratio(qk.T, ov),
+        "side reads it: W_Q^T W_K @ W_O W_V": lambda c: float(_ratio(c.extra["qk"].T, c.extra["ov"])),
         "the product is in the wrong order: the earlier head writes first, so the later head's circuit comes on "
-        "the left, W_Q^T W_K @ W_O W_V, not W_O W_V @ W_Q^T W_K":
-            lambda: _ratio(ov, qk),
+        "the left, W_Q^T W_K @ W_O W_V, not W_O W_V @ W_Q^T W_K": lambda c: float(_ratio(c.extra["ov"], c.extra["qk"])),
         "that uses the spectral norm (ord=2, the largest singular value); the score uses the Frobenius norm, "
-        "torch.linalg.matrix_norm's default":
-            lambda: _ratio(qk, ov, ord=2),
+        "torch.linalg.matrix_norm's default": lambda c: float(_ratio(c.extra["qk"], c.extra["ov"], ord=2)),
+        "that is the squared score: the Frobenius norm is the square root of the sum of squares":
+            lambda c: c.expected ** 2,
     }
 
     def verify(fn) -> str | None:
-        got = _as_tensor(attempt(fn, W_Q.clone(), W_K.clone(), W_O.clone(), W_V.clone()))
-        if got is None:
-            return "return one number (a float or a 0-d tensor): the score of this pair of heads"
-        if same(got, reference, atol=1e-6, rtol=1e-5):
-            return None
-        for message, make in mistakes.items():
-            if same(got, make().reshape(()), atol=1e-6, rtol=1e-5):
-                return message
-        return f"you returned {float(got):.4g}, the score of these heads is {float(reference):.4g}"
+        return judge_numbers(fn, cases, slips, rel_tol=1e-5, what="one number (the score of this pair of heads)",
+                             show="{:.4g}".format)
 
     return check(K_COMPOSITION, fn, verify,
                  "the K-composition score; the lesson's grid computes the same number from head_dim x head_dim traces")

@@ -13,7 +13,7 @@ from typing import Callable
 from ..config import ModelConfig
 from ..memory import decode_bytes_per_step, kv_bytes_per_token, kv_crossover_context, matmul_intensity, weight_bytes
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check
+from .verdict import Verdict, as_number, attempt, check
 
 __all__ = ["check_crossover_context", "check_decode_tokens_per_second", "check_matmul_intensity"]
 
@@ -27,10 +27,11 @@ DECODE_TOKENS_PER_SECOND = register(Exercise(
          "reads `bandwidth` bytes per second. The step reads exactly: every parameter except the embedding table, "
          "plus one row (dim values) of that table, at 2 bytes each; and for each cached token its keys and values, "
          "2 x n_layers x n_kv_heads x head_dim values at 2 bytes each",
-    hints=("a step must read every byte it uses once: the weights (the embedding table is a lookup: one row of it), "
-           "and the keys and values of every cached token; time >= bytes / bandwidth",
-           "bytes = 2 x (every parameter except the embedding table, plus one row of dim) + context x (2 x n_layers x "
-           "n_kv_heads x head_dim x 2); tokens/s = bandwidth / bytes"),
+    hints=("a step must read every byte it uses once: the weights (the embedding table is a lookup: one row of "
+           "it), and the keys and values of every cached token; time is at least the bytes divided by the "
+           "bandwidth",
+           "count the weight bytes (every parameter but the embedding table, plus one of its rows), add what the"
+           " cache holds for `context` tokens, and turn bytes per step into steps per second"),
     solution='''def decode_tokens_per_second(cfg, bandwidth, context):
     from mistral_edu.memory import parameter_count
     weights = 2 * (parameter_count(cfg) - cfg.vocab_size * cfg.dim + cfg.dim)          # bf16, one embedding row
@@ -42,9 +43,10 @@ MATMUL_INTENSITY = register(Exercise(
     name="matmul_intensity", notebook="13", difficulty=2, minutes=10,
     task="write matmul_intensity(batch, rows, cols, bytes_per_value): the FLOPs per byte moved by y = x W^T, x "
          "(batch, cols), W (rows, cols), every value bytes_per_value bytes",
-    hints=("count the arithmetic (each weight is multiplied and added once per row of x) and the bytes (W is read "
-           "once whatever the batch; x is read and y written)",
-           "FLOPs = 2 x batch x rows x cols; bytes = bytes_per_value x (rows x cols + batch x cols + batch x rows)"),
+    hints=("count the arithmetic (each weight is multiplied and added once per row of x) and the bytes (W is "
+           "read once whatever the batch; x is read and y written)",
+           "a multiply-add is two operations; the bytes are the three tensors' element counts at bytes_per_value"
+           " each; the intensity is the first count divided by the second"),
     solution='''def matmul_intensity(batch, rows, cols, bytes_per_value):
     flops = 2 * batch * rows * cols
     return flops / (bytes_per_value * (rows * cols + batch * cols + batch * rows))''',
@@ -54,9 +56,10 @@ CROSSOVER_CONTEXT = register(Exercise(
     name="crossover_context", notebook="13", difficulty=2, minutes=10, takes_function=False,
     task="give the context (tokens already cached) at which one decode step of the real 7B at batch 16, bf16 "
          "weights and bf16 cache, reads as many bytes of KV cache as of weights",
-    hints=("the weights are read once per step whatever the batch (not the embedding table: one row per sequence); "
-           "the KV cache once per sequence, and it grows by 128 KiB per token for each of them",
-           "decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / (16 x kv_bytes_per_token(real))"),
+    hints=("the weights are read once per step whatever the batch (not the embedding table: one row per "
+           "sequence); the KV cache once per sequence, and it grows by 128 KiB per token for each of them",
+           "take the weight bytes one batch-16 step reads (the package's decode_bytes_per_step gives them), and "
+           "find the context at which sixteen caches hold that many bytes"),
     solution="crossover_context = decode_bytes_per_step(real, 'bf16', 0, batch=16)['weights'] / "
              "(16 * kv_bytes_per_token(real))",
 ))
@@ -74,25 +77,20 @@ def _first_slip(got: list[float], slips: dict[str, list[float]]) -> str | None:
     return None
 
 
-def _compare(got: list[float] | str, expected: list[float], slips: dict[str, list[float]],
+def _compare(got: list[float], expected: list[float], slips: dict[str, list[float]],
              describe: Callable[[int, float], str]) -> str | None:
     """None when every answer is right; else the slip that explains them all, or the first wrong case described."""
-    if isinstance(got, str):
-        return got
     wrong = [i for i, (g, e) in enumerate(zip(got, expected)) if not math.isclose(g, e, rel_tol=1e-6)]
     if not wrong:
         return None
     return _first_slip(got, slips) or describe(wrong[0], got[wrong[0]])
 
 
-def _numbers(fn: Callable, cases: list[tuple]) -> list[float] | str:
-    """The learner's answers to each case, or what is wrong with their type."""
+def _numbers(fn: Callable, cases: list[tuple]) -> list[float]:
+    """The learner's answers to each case; an answer that is not a number raises WrongAnswer."""
     got = []
     for args in cases:
-        value = attempt(fn, *args)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return f"return a number, got {type(value).__name__}"
-        got.append(float(value))
+        got.append(float(as_number(attempt(fn, *args))))
     return got
 
 
@@ -173,7 +171,7 @@ def check_crossover_context(answer: float | None) -> Verdict:
     }
 
     def verify(x) -> str | None:
-        x = float(x)
+        x = float(as_number(x, "a number of tokens"))
         if abs(x - expected) <= 1:
             return None
         return next((why for value, why in wrong.items() if abs(x - value) <= 1), f"{x:,.0f} tokens is not it")

@@ -10,9 +10,9 @@ from typing import Callable
 import torch
 
 from ..config import ModelConfig
-from ..model import Transformer
+from ..model import Transformer, random_init_
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, diagnose
+from .verdict import Case, Verdict, check, judge_tensors
 
 __all__ = ["check_patching", "patch_resid_pre"]
 
@@ -20,11 +20,10 @@ PATCHING = register(Exercise(
     name="patching", notebook="09, 10", difficulty=3, minutes=25,
     task="write patch(model, clean_tokens, corrupted_tokens, layer, position): the logits of the corrupted run "
          "with layers.{layer}.hook_resid_pre at `position` taken from the clean run",
-    hints=("patching runs the CORRUPTED prompt and pastes in one activation from the clean run; if the output moves "
-           "back toward the clean answer, that activation carried the difference",
-           "1) _, clean = model.run_with_cache(clean_tokens, names=[name]); 2) a hook fn(x, hook) that returns a "
-           "copy of x with x[:, position] = clean[name][:, position]; 3) with model.hooks([(name, fn)]): run the "
-           "corrupted tokens"),
+    hints=("patching runs the CORRUPTED prompt and pastes in one activation from the clean run; if the output "
+           "moves back toward the clean answer, that activation carried the difference",
+           "first record the hook point's activation on the clean prompt; then run the corrupted prompt with a "
+           "hook on the same point that returns a copy whose one position is replaced by the clean one"),
     solution='''def patch(model, clean_tokens, corrupted_tokens, layer, position):
     name = f"layers.{layer}.hook_resid_pre"
     _, clean = model.run_with_cache(clean_tokens, names=[name])
@@ -40,10 +39,8 @@ PATCHING = register(Exercise(
 def _checker_model() -> Transformer:
     """A small deterministic model so the patching check costs the same on any machine."""
     cfg = ModelConfig(dim=32, n_layers=2, head_dim=8, hidden_dim=64, n_heads=4, n_kv_heads=2, vocab_size=50)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = Transformer(cfg)
-    return model.eval().requires_grad_(False)
+    # std 1/sqrt(dim): large enough that patching one vector visibly moves the logits.
+    return random_init_(Transformer(cfg), seed=0, std=cfg.dim ** -0.5).eval().requires_grad_(False)
 
 
 def patch_resid_pre(model, clean_tokens: torch.Tensor, corrupted_tokens: torch.Tensor, layer: int, position: int,
@@ -62,25 +59,42 @@ def patch_resid_pre(model, clean_tokens: torch.Tensor, corrupted_tokens: torch.T
         return model(corrupted_tokens)                   # (batch, seq, vocab)
 
 
+def _reverse_patch(model, clean: torch.Tensor, corrupted: torch.Tensor, layer: int, position: int) -> torch.Tensor:
+    """The opposite direction: the clean run with one vector from the corrupted run."""
+    return patch_resid_pre(model, corrupted, clean, layer, position)
+
+
+PATCHING_SLIPS = {
+    "these are the corrupted logits unchanged: the hook's edit never reached the model (return the patched tensor "
+    "from the hook)": lambda c: c.args[0](c.args[2]),
+    "these are the clean logits: either you ran the clean tokens, or you patched every position; run the CORRUPTED "
+    "tokens with only `position` taken from the clean run": lambda c: c.args[0](c.args[1]),
+    "you patched after the block's attention (hook_resid_mid or hook_resid_post: the same here, since the MLP acts "
+    "position by position), not hook_resid_pre, the block's input":
+        lambda c: patch_resid_pre(*c.args, hook="hook_resid_post"),
+    "you patched position - 1: index the sequence dimension with `position` itself":
+        lambda c: patch_resid_pre(*c.args[:4], c.args[4] - 1),
+    "you patched position + 1: index the sequence dimension with `position` itself":
+        lambda c: patch_resid_pre(*c.args[:4], c.args[4] + 1),
+    "the direction is reversed: you ran the clean tokens with the corrupted run's vector; run the CORRUPTED tokens "
+    "and paste in the clean vector": lambda c: _reverse_patch(*c.args),
+}
+
+
 def check_patching(fn: Callable[..., torch.Tensor] | None) -> Verdict:
-    """fn(model, clean_tokens, corrupted_tokens, layer, position) -> logits of the patched corrupted run."""
+    """fn(model, clean_tokens, corrupted_tokens, layer, position) -> logits of the patched corrupted run.
+
+    The two prompts differ at positions 1-3, so every case's patch moves the logits, and the
+    neighbouring positions' patches differ from the asked one.
+    """
     model = _checker_model()
     clean = torch.tensor([[1, 7, 12, 30, 4, 9]])
-    corrupted = torch.tensor([[1, 7, 25, 30, 4, 9]])
+    corrupted = torch.tensor([[1, 8, 25, 31, 4, 9]])
+    cases = [Case(f"layer {layer}, position {position}", (model, clean, corrupted, layer, position),
+                  patch_resid_pre(model, clean, corrupted, layer, position))
+             for layer, position in [(1, 2), (0, 3), (1, 4)]]
 
     def verify(fn) -> str | None:
-        for layer, position in [(1, 2), (0, 4)]:
-            got = attempt(fn, model, clean.clone(), corrupted.clone(), layer, position)
-            problem = diagnose(got, patch_resid_pre(model, clean, corrupted, layer, position), {
-                "these are the corrupted logits unchanged: did the hook return the patched tensor?":
-                    lambda: model(corrupted),
-                "these are the clean logits: either you ran the clean tokens, or you patched every position; run "
-                "the CORRUPTED tokens with only `position` taken from the clean run": lambda: model(clean),
-                "you patched hook_resid_post (the block's output), not hook_resid_pre (its input)":
-                    lambda: patch_resid_pre(model, clean, corrupted, layer, position, hook="hook_resid_post"),
-            }, atol=1e-4)
-            if problem:
-                return f"layer {layer}, position {position}: {problem}"
-        return None
+        return judge_tensors(fn, cases, PATCHING_SLIPS, atol=1e-4)
 
     return check(PATCHING, fn, verify, "patched logits match")

@@ -7,26 +7,26 @@ CPU bfloat16 mean accumulates in float32 internally, so bfloat16 inputs would no
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
 from ..config import ModelConfig
 from ..model import rms_norm
 from .catalogue import Exercise, register
-from .verdict import Verdict, attempt, check, compare_tensors, diagnose
+from .verdict import Case, Verdict, as_number, as_tensor, attempt, check, compare_tensors, judge_tensors
 
 __all__ = ["check_normalized_length", "check_rms_norm"]
 
 RMS_NORM = register(Exercise(
-    name="rms_norm", notebook="02, 10", difficulty=2, minutes=15,
+    name="rms_norm", notebook="10", difficulty=2, minutes=15,
     task="write rms_norm(x, weight, eps): x divided by its root mean square over the last dimension, times "
          "weight, with the statistic computed in float32 and the result in x's dtype",
-    hints=("RMSNorm is LayerNorm without the mean: divide by sqrt(mean(x**2) + eps), eps inside the root, "
-           "then scale by the learnt gain; float16 and bfloat16 squares overflow or lose precision, so the "
-           "statistic is computed in float32",
-           "x32 = x.float(); mean of x32.pow(2) over dim -1 with keepdim=True; multiply x32 by torch.rsqrt(that + "
-           "eps); cast back with .type_as(x) and only then multiply by weight"),
+    hints=("RMSNorm is LayerNorm without the centring: it rescales each vector so its root mean square is 1 (eps"
+           " keeps the division safe), then applies a learnt gain; float16 and bfloat16 squares overflow or lose"
+           " precision",
+           "move x to float32 first, measure each vector's root mean square over the last dimension with eps "
+           "inside the root, divide, cast back to x's dtype, and only then apply the gain"),
     solution='''def rms_norm(x, weight, eps):
     x32 = x.float()                                                       # float16 squares overflow
     normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)   # (..., dim)
@@ -36,76 +36,93 @@ RMS_NORM = register(Exercise(
 NORMALIZED_LENGTH = register(Exercise(
     name="normalized_length", notebook="02", difficulty=1, minutes=5, takes_function=False,
     task="give the L2 length of RMSNorm's output (all gains 1) for the real model's dim",
-    hints=("RMSNorm makes the mean of the squares of the output equal to 1; the length is about the sum",
-           "sum(y**2) = dim * mean(y**2) = dim; the length is the square root of that sum"),
+    hints=("RMSNorm makes the mean of the squares of the output equal to 1",
+           "from the mean of the squares, get their sum (how many entries are there?), and the length is its "
+           "square root"),
     solution="normalized_length = math.sqrt(real.dim)   # 64 for dim 4096",
 ))
 
 
-def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Small activations away from zero mean (eps and centring both show), a gain, and float16 overflow."""
+def _cases() -> list[Case]:
+    """Two float32 configurations (small activations where eps shows, and a large eps), away from zero mean."""
     g = torch.Generator().manual_seed(2)
-    x = (torch.randn(2, 5, 16, generator=g) * 3 + 1) * 1e-3          # (2, 5, 16): rms ~ 3e-3, mean ~ 1e-3
-    weight = torch.rand(16, generator=g) + 0.5                          # (16,)
-    loud = (torch.randn(2, 16, generator=g) * 300).half()              # (2, 16): 300**2 overflows float16
-    return x, weight, loud
+    small = (torch.randn(2, 5, 16, generator=g) * 3 + 1) * 1e-3        # (2, 5, 16): rms ~ 3e-3, mean ~ 1e-3
+    wide = torch.randn(3, 24, generator=g) + 0.5                        # (3, 24)
+    cases = []
+    for label, x, eps in [("x (2, 5, 16) with eps 1e-5", small, 1e-5), ("x (3, 24) with eps 0.01", wide, 1e-2)]:
+        weight = torch.rand(x.shape[-1], generator=g) + 0.5             # (dim,)
+        cases.append(Case(label, (x, weight, eps), rms_norm(x, weight, eps)))
+    return cases
+
+
+def _loud() -> torch.Tensor:
+    """float16 activations of size ~300: their squares overflow float16 (max 65504)."""
+    return (torch.randn(2, 16, generator=torch.Generator().manual_seed(3)) * 300).half()   # (2, 16)
+
+
+def _centred(x: torch.Tensor) -> torch.Tensor:
+    return x - x.mean(-1, keepdim=True)
+
+
+RMS_NORM_SLIPS = {
+    "the output ignores eps: add it inside the square root, mean(x**2) + eps":
+        lambda c: rms_norm(c.args[0], c.args[1], 0.0),
+    "you divided by sqrt(mean(x)): RMSNorm needs the mean of the SQUARES of x":
+        lambda c: c.args[0] * torch.rsqrt(c.args[0].mean(-1, keepdim=True) + c.args[2]) * c.args[1],
+    "you subtracted the mean (that is LayerNorm); RMSNorm does not centre":
+        lambda c: rms_norm(_centred(c.args[0]), c.args[1], c.args[2]),
+    "the weight (gain) is missing: the normalised vector is scaled by the learnt gain at the end":
+        lambda c: rms_norm(c.args[0], torch.ones_like(c.args[1]), c.args[2]),
+    "eps is outside the root: it belongs inside, next to the mean of the squares":
+        lambda c: c.args[0] / (c.args[0].pow(2).mean(-1, keepdim=True).sqrt() + c.args[2]) * c.args[1],
+    "you normalised over the wrong dimension: the mean runs over the last one (the features)":
+        lambda c: c.args[0] * torch.rsqrt(c.args[0].pow(2).mean(0, keepdim=True) + c.args[2]) * c.args[1],
+    "you divided by the mean of the squares without its square root":
+        lambda c: c.args[0] / (c.args[0].pow(2).mean(-1, keepdim=True) + c.args[2]) * c.args[1],
+}
 
 
 def check_rms_norm(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None) -> Verdict:
-    """fn(x, weight, eps) equal to the package's rms_norm, in float32 and on overflowing float16 input."""
-    x, weight, loud = _inputs()
-    eps = 1e-5
+    """fn(x, weight, eps) equal to the package's rms_norm, in two float32 configurations and on float16 input."""
+    cases, loud = _cases(), _loud()
+    weight = cases[0].args[1].half()
 
     def verify(fn) -> str | None:
-        got = attempt(fn, x.clone(), weight.clone(), eps)
-        centred = x - x.mean(-1, keepdim=True)                          # (2, 5, 16)
-        problem = diagnose(got, rms_norm(x, weight, eps), {
-            "the output ignores eps: add it inside the square root, mean(x**2) + eps": lambda: rms_norm(x, weight, 0.0),
-            "you divided by sqrt(mean(x)): RMSNorm needs the mean of the SQUARES, x.pow(2).mean(-1)":
-                lambda: x * torch.rsqrt(x.mean(-1, keepdim=True) + eps) * weight,
-            "you subtracted the mean (that is LayerNorm); RMSNorm does not centre":
-                lambda: centred * torch.rsqrt(centred.pow(2).mean(-1, keepdim=True) + eps) * weight,
-            "the weight (gain) is missing: multiply by weight at the end": lambda: rms_norm(x, torch.ones(16), eps),
-            "eps is outside the root: it must be sqrt(mean(x**2) + eps), not sqrt(mean(x**2)) + eps":
-                lambda: x / (x.pow(2).mean(-1, keepdim=True).sqrt() + eps) * weight,
-            "you normalised over the wrong dimension: the mean runs over the last one (dim=-1)":
-                lambda: x * torch.rsqrt(x.pow(2).mean(0, keepdim=True) + eps) * weight,
-        }, atol=1e-6)
-        if problem:
-            return problem
-        return _float16_problem(attempt(fn, loud.clone(), weight.half(), eps), rms_norm(loud, weight.half(), eps))
+        return (judge_tensors(fn, cases, RMS_NORM_SLIPS, atol=1e-6)
+                or _float16_problem(as_tensor(attempt(fn, loud, weight, 1e-5)), rms_norm(loud, weight, 1e-5)))
 
     return check(RMS_NORM, fn, verify, "your RMSNorm equals the package's, in float32 and on float16 input")
 
 
-def _float16_problem(got: Any, expected: torch.Tensor) -> str | None:
+def _float16_problem(got: torch.Tensor, expected: torch.Tensor) -> str | None:
     """The float16 case: overflowing squares reveal a missing float32 step, the dtype a missing cast."""
-    if isinstance(got, torch.Tensor) and got.shape == expected.shape and (
-            (~torch.isfinite(got)).any() or (got == 0).all()):
+    if got.shape == expected.shape and ((~torch.isfinite(got)).any() or (got == 0).all()):
         return ("with float16 input of size ~300 your output is inf, NaN or zero: 300**2 overflows float16 (max "
-                "65504), so the squares must be summed in float32 (x.float()) and cast back after")
-    if isinstance(got, torch.Tensor) and got.dtype != expected.dtype:
-        return (f"float16 in should give float16 out, got {got.dtype}: cast the float32 result back with "
-                ".type_as(x) before multiplying by weight")
+                "65504), so the squares must be summed in float32 and the result cast back after")
+    if got.dtype != expected.dtype:
+        return (f"float16 in should give float16 out, got {got.dtype}: cast the float32 result back to x's dtype "
+                "before multiplying by weight")
     problem = compare_tensors(got, expected, atol=1e-2, rtol=1e-2)
-    return f"float16 case: {problem}" if problem else None
+    return f"float16 x (2, 16) of size ~300: {problem}" if problem else None
 
 
 def check_normalized_length(answer: float | None) -> Verdict:
     """The L2 length of RMSNorm's output (gain 1) for the real model's dim."""
     dim = ModelConfig.mistral_7b_instruct_v02().dim
-    y = rms_norm(torch.randn(dim, generator=torch.Generator().manual_seed(0)), torch.ones(dim), 0.0)  # (dim,)
-    expected = float(y.norm())
+    expected = math.sqrt(dim)
 
     def verify(x) -> str | None:
-        x = float(x)
-        if math.isclose(x, expected, rel_tol=1e-3):
+        x = as_number(x, "the length as a number")
+        if math.isclose(x, expected, rel_tol=1e-5):     # eps = 1e-5 moves the length by a few parts in a million
             return None
         wrong = {1.0: "1 is the root-mean-square of the output; its length (L2 norm) is larger",
                  float(dim): f"{dim} is the squared length: take its square root",
-                 1 / expected: "that is 1/sqrt(dim): the length grows with the number of entries, it does not shrink"}
-        return next((why for value, why in wrong.items() if math.isclose(x, value, rel_tol=1e-3)),
-                    f"{x:.4g} is not it")
+                 1 / expected: "that is 1/sqrt(dim): the length grows with the number of entries, it does not shrink",
+                 expected / math.sqrt(2): "that halves the squared length: every one of the dim entries counts",
+                 math.sqrt(ModelConfig.tiny().dim): "that is the embedded default's dim; the question asks for the "
+                                                     "real model's"}
+        return next((why for value, why in wrong.items() if math.isclose(x, value, rel_tol=1e-5)),
+                    f"{x:.6g} is not it; the length is the same for every input vector")
 
     return check(NORMALIZED_LENGTH, answer, verify,
                  f"every normalised vector lies on the sphere of radius sqrt({dim}) = {expected:.0f}")

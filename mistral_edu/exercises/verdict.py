@@ -1,18 +1,29 @@
-"""How every checker judges an answer: one Verdict type, one way to call a learner's code.
+"""How every checker judges an answer: one Verdict type, one way to call a learner's code, one type policy.
 
 A checker never raises: an unsolved stub (None, or NotImplementedError) says what to do, a wrong
-answer gets a diagnosis of its mistake, a crash is shown, and the notebook runs on.
+answer gets a diagnosis of its mistake, a crash in the learner's code is shown as theirs, and a
+crash in the checker itself is said to be the package's bug. Answers are accepted in their natural
+forms: Python, numpy and 0-d torch numbers where a number is asked, any sequence of them where a tuple
+is, and torch tensors, numpy arrays or nested lists where a tensor is.
+
+A wrong answer is judged over several cases chosen so that the usual slips give different results:
+a slip is named only when it explains every case; otherwise the message says which case and which
+element differ, without guessing a cause.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from .catalogue import Exercise
 
-__all__ = ["NotStarted", "Verdict", "assert_close", "attempt", "check", "compare_tensors", "diagnose",
-           "max_abs_diff", "report", "same"]
+__all__ = ["Case", "LearnerError", "NotStarted", "Verdict", "WrongAnswer", "as_number", "as_pair", "as_tensor",
+           "assert_close", "attempt", "check", "compare_tensors", "describe_difference", "judge_numbers",
+           "judge_tensors", "max_abs_diff", "report", "same"]
 
 
 class Verdict:
@@ -41,6 +52,14 @@ class NotStarted(Exception):
     """The learner's function is still the stub: it returned None or raised NotImplementedError."""
 
 
+class LearnerError(Exception):
+    """The learner's code raised: the message shows their exception, never the checker's."""
+
+
+class WrongAnswer(Exception):
+    """An answer of the wrong kind (a string for a number, a matrix for a pair): the message says what to return."""
+
+
 def report(solved: bool, message: str) -> Verdict:
     """Print one verdict line: "correct: ..." or "not solved yet: ..."; return the Verdict."""
     print(("correct: " if solved else "not solved yet: ") + message)
@@ -48,11 +67,15 @@ def report(solved: bool, message: str) -> Verdict:
 
 
 def attempt(fn: Callable[..., Any], *args: Any) -> Any:
-    """Call a learner's function; a stub (None or NotImplementedError) raises NotStarted."""
+    """Call a learner's function on copies of the arguments; a stub raises NotStarted, a crash LearnerError."""
     try:
-        result = fn(*args)
+        result = fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
     except NotImplementedError as err:
         raise NotStarted from err
+    except (NotStarted, LearnerError, WrongAnswer):
+        raise
+    except Exception as err:  # the learner's bug, reported as theirs
+        raise LearnerError(f"your code raised {type(err).__name__}: {err}") from err
     if result is None:
         raise NotStarted
     return result
@@ -73,25 +96,94 @@ def check(exercise: Exercise, answer: Any, verify: Callable[[Any], str | None], 
         problem = verify(answer)
     except NotStarted:
         return report(False, f"{exercise.header()}: {exercise.task}.\n  {stuck}")
-    except Exception as err:  # a learner's bug is reported, never raised
-        problem = f"your code raised {type(err).__name__}: {err}"
+    except (LearnerError, WrongAnswer) as err:
+        problem = str(err)
+    except Exception as err:  # the checker's own failure is never blamed on the learner
+        problem = (f"the checker itself failed ({type(err).__name__}: {err}); that is a bug in mistral_edu, not in "
+                   "your answer: please report it")
     if problem:
         return report(False, f"{problem}.\n  {stuck}")
     return report(True, success)
 
 
+# ------------------------------------------------------------------ the type policy
+
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}" if isinstance(value, (str, bool)) else type(value).__name__
+
+
+def as_number(value: Any, what: str = "a number") -> int | float:
+    """A Python, numpy or one-element torch number as int or float; anything else raises WrongAnswer."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.reshape(-1)[0].item()
+    elif isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(-1)[0].item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    raise WrongAnswer(f"return {what} (a Python, numpy or 0-d torch number), got {_kind(value)}")
+
+
+def as_pair(value: Any, what: str = "a (layer, head) pair of ints") -> tuple[int, int]:
+    """Two whole numbers in any sequence form (tuple, list, array, tensor, torch.unravel_index's tuple)."""
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.reshape(-1).tolist()
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise WrongAnswer(f"return {what}, got {_kind(value)}")
+    numbers = [as_number(v, what) for v in value]
+    if any(float(n) != int(n) for n in numbers):
+        raise WrongAnswer(f"return {what}, got {value!r}: both must be whole numbers")
+    return int(numbers[0]), int(numbers[1])
+
+
+def as_tensor(value: Any, what: str = "a tensor") -> torch.Tensor:
+    """A torch tensor, numpy array or (nested) list of numbers as a tensor; anything else raises WrongAnswer."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (list, tuple)):
+        try:
+            return torch.tensor([v.tolist() if isinstance(v, (torch.Tensor, np.ndarray)) else v for v in value])
+        except (TypeError, ValueError):
+            pass
+    raise WrongAnswer(f"return {what} (a torch tensor, a numpy array or a list of numbers), got {_kind(value)}")
+
+
+# ------------------------------------------------------------------ comparing tensors
+
+def _as64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64)
+
+
+def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest elementwise |a - b|, computed in double precision (0.0 for empty tensors)."""
+    return (_as64(a) - _as64(b)).abs().max().item() if a.numel() else 0.0
+
+
+def describe_difference(got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> str:
+    """How many elements differ, and the worst one with its index, its value and the expected value."""
+    g, e = _as64(got), _as64(expected)
+    wrong = ~torch.isclose(g, e, atol=atol, rtol=rtol, equal_nan=True)
+    gap = torch.where(wrong, (g - e).abs().nan_to_num(nan=math.inf), torch.zeros_like(g.real))
+    index = tuple(int(i) for i in torch.unravel_index(gap.reshape(-1).argmax(), g.shape))
+    show = lambda t: f"{complex(t[index]):.4g}" if t.is_complex() else f"{float(t[index]):.4g}"
+    return (f"{int(wrong.sum())} of {g.numel()} elements differ; the worst is element {list(index)}: "
+            f"you have {show(g)}, expected {show(e)}")
+
+
 def compare_tensors(got: Any, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
     """None when got matches expected, else a sentence saying how it differs (type, shape, values)."""
-    if not isinstance(got, torch.Tensor):
-        return f"expected a torch.Tensor, got {type(got).__name__}"
+    got = as_tensor(got)
     if tuple(got.shape) != tuple(expected.shape):
         return f"shape is {tuple(got.shape)}, expected {tuple(expected.shape)}"
     if got.is_complex() != expected.is_complex():
         return f"dtype is {got.dtype}, expected {expected.dtype}"
     if torch.isnan(got).any() and not torch.isnan(expected).any():
-        return "your result contains NaN where the reference has numbers"
+        return f"your result contains NaN where the reference has numbers ({describe_difference(got, expected)})"
     if not torch.allclose(_as64(got), _as64(expected), atol=atol, rtol=rtol):
-        return f"the values differ from the reference by up to {max_abs_diff(got, expected):.3g}"
+        return describe_difference(got, expected, atol, rtol)
     return None
 
 
@@ -101,29 +193,47 @@ def same(got: Any, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-
             and torch.allclose(_as64(got), _as64(expected), atol=atol, rtol=rtol, equal_nan=True))
 
 
-def diagnose(got: Any, reference: torch.Tensor, mistakes: dict[str, Callable[[], torch.Tensor]],
-             atol: float = 1e-5, rtol: float = 1e-4) -> str | None:
-    """None when got equals the reference; else the message of the known mistake it equals, if any.
+@dataclass
+class Case:
+    """One input a checker tries: a label that names it in a message, the arguments, the right answer."""
 
-    Each mistake is the wrong answer that slip produces, built lazily so a checker pays only for the
-    ones it needs; an answer matching none gets a description of how it differs.
+    label: str
+    args: tuple
+    expected: Any
+    extra: dict = field(default_factory=dict)
+
+
+def judge_tensors(fn: Callable, cases: Sequence[Case], slips: dict[str, Callable[[Case], torch.Tensor]],
+                  atol: float = 1e-5, rtol: float = 1e-4, convert: Callable[[Any], torch.Tensor] = as_tensor) -> str | None:
+    """None when fn is right on every case; else the slip that explains every case, else the first wrong case.
+
+    slips maps a diagnosis to the answer that slip gives on a case; it is named only when the
+    learner's answers equal it on all the cases, so two slips that agree on one case are told apart.
     """
-    problem = compare_tensors(got, reference, atol=atol, rtol=rtol)
-    if problem is None:
+    got = [convert(attempt(fn, *case.args)) for case in cases]
+    problems = [compare_tensors(g, case.expected, atol, rtol) for g, case in zip(got, cases)]
+    if not any(problems):
         return None
-    for message, make in mistakes.items():
-        if same(got, make(), atol=atol, rtol=rtol):
+    for message, make in slips.items():
+        if all(same(g, make(case), atol, rtol) for g, case in zip(got, cases)):
             return message
-    return problem
+    i = next(i for i, problem in enumerate(problems) if problem)
+    return f"{cases[i].label}: {problems[i]}"
 
 
-def _as64(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().cpu().to(torch.complex128 if t.is_complex() else torch.float64)
-
-
-def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
-    """The largest elementwise |a - b|, computed in double precision (0.0 for empty tensors)."""
-    return (_as64(a) - _as64(b)).abs().max().item() if a.numel() else 0.0
+def judge_numbers(fn: Callable, cases: Sequence[Case], slips: dict[str, Callable[[Case], float]],
+                  rel_tol: float = 1e-9, what: str = "a number", show: Callable[[float], str] = "{:,.6g}".format
+                  ) -> str | None:
+    """judge_tensors for functions that return one number: a slip must explain every case to be named."""
+    got = [as_number(attempt(fn, *case.args), what) for case in cases]
+    close = lambda a, b: math.isclose(a, b, rel_tol=rel_tol)
+    if all(close(g, case.expected) for g, case in zip(got, cases)):
+        return None
+    for message, make in slips.items():
+        if all(close(g, make(case)) for g, case in zip(got, cases)):
+            return message
+    i = next(i for i, (g, case) in enumerate(zip(got, cases)) if not close(g, case.expected))
+    return f"{cases[i].label}: you have {show(got[i])}, expected {show(cases[i].expected)}"
 
 
 def assert_close(label: str, got: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5, rtol: float = 1e-4) -> None:

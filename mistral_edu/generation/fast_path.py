@@ -20,13 +20,14 @@ GPU needs to run it, so the GPU mostly waits for the next launch. Three changes 
 On the CPU there is no graph, but the fused matmuls and the absence of per-token bookkeeping still
 help, and the output head is stored column-major (see `FastDecoder.__init__`).
 
-int8 models (checkpoints/int8.py) take this path too: their fused projections are an int8 matrix with
+int8 models (mistral_edu/int8.py) take this path too: their fused projections are an int8 matrix with
 its scales, and `project` multiplies by them with int8_linear, which on the CPU reads the int8 bytes
 directly (a matrix-vector kernel, the case of decoding one token) and never builds a float matrix.
 
 What is shared with the model and what is not. The arithmetic is model/'s: rms_norm, rope_rotations,
 rotate_pairs (apply_rope in real numbers, which torch.compile can fuse) and swiglu are the functions
-the modules call, and the tests check the tokens are the plain path's. Two things are the decoder's
+the modules call, a prompt's chunks attend to the cache through the model's own fused_attention, and
+the tests check the tokens are the plain path's. Two things are the decoder's
 own, because the graph forbids what the plain path does. The layer loop: Transformer.forward goes
 through modules and hook points and builds an AttentionSpan per call, all Python that a graph cannot
 replay and that would hide the weights from torch.compile, so here a loop calls plain functions of
@@ -38,8 +39,11 @@ Lifetime. A FastDecoder owns its cache (and on CUDA its captured graph) and hold
 lives. `generate` builds one per call and drops it on return, so nothing stays allocated; to replay
 one captured graph across calls, keep a decoder and pass it: generate(..., decoder=decoder).
 
-Hooks must see every step, so `generate` takes the plain path whenever any hook is attached; so it does
-for a sliding window shorter than the generation (the static cache has no rolling buffer).
+Hooks must see every step, so `generate` takes the plain path whenever any hook is attached: ours, torch's
+forward or backward hooks (pre-hooks too) on any module, fused projections included, or torch's global
+module hooks. It checks on every call, with a kept decoder too, and a decoder refuses to start a sequence
+while one is attached. It takes the plain path as well for a sliding window shorter than the generation
+(the static cache has no rolling buffer).
 """
 from __future__ import annotations
 
@@ -51,9 +55,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints.int8 import Int8Linear, int8_linear
-from ..hooks import hook_points
-from ..model import rms_norm, rope_rotations, rotate_pairs, swiglu
+from ..int8 import Int8Linear, int8_linear
+from ..hooks import attached_hooks
+from ..model import AttentionSpan, fused_attention, rms_norm, rope_rotations, rotate_pairs, swiglu
 from .fusion import fused_weight, projection_groups
 
 # Prompts are pushed through the cache this many tokens at a time, so the activations of a 32k prompt
@@ -64,6 +68,10 @@ PREFILL_CHUNK = 2048
 # step on the number of slots, so generations of similar lengths share one compiled step. Attention
 # reads every slot: 1024 slots of Mistral 7B are 128 MiB, under 1% of the weights read per token.
 SLOT_ROUNDING = 1024
+# On the CPU the decoder multiplies by a column-major copy of the output head (see read_weights), but making
+# the copy costs as much as 2 (dim 128) to 15 (dim 512) of the head matmuls it speeds up: generate asks
+# for it only when at least this many new tokens repay it, so a short call costs no more than the plain path.
+HEAD_COPY_MIN_TOKENS = 16
 # Fuse the elementwise work with torch.compile on CUDA (see 3. above); it costs a one-off compile.
 COMPILE_ON_CUDA = True
 
@@ -101,20 +109,6 @@ def step_attention(q, keys, values, visible):
     pattern = F.softmax(scores.float(), dim=-1).type_as(q)                     # (batch, n_kv_heads, n_rep, slots)
     z = pattern @ values                                                       # (batch, n_kv_heads, n_rep, hd)
     return z.reshape(batch, 1, n_heads * head_dim)                             # (batch, 1, n_heads * hd)
-
-
-def chunk_attention(q, keys, values):
-    """A chunk of prompt queries against every key so far, causal aligned at the bottom right.
-
-    The chunk's queries are the last q_len of the k_len positions. causal_lower_right says so without a
-    (q, k) mask, which lets SDPA pick its flash kernel: nothing quadratic is stored, even at 32k.
-    """
-    from torch.nn.attention.bias import causal_lower_right  # here, not at the top: it imports torch._dynamo (~1.5 s)
-
-    batch, n_heads, q_len, head_dim = q.shape
-    z = F.scaled_dot_product_attention(q, keys, values, attn_mask=causal_lower_right(q_len, keys.shape[2]),
-                                       enable_gqa=n_heads != keys.shape[1])   # (batch, n_heads, q_len, hd)
-    return z.transpose(1, 2).reshape(batch, q_len, n_heads * head_dim)        # (batch, q_len, n_heads * hd)
 
 
 def attention_output_and_feed_forward(x, z, wo, norm_weight, w13, w2, eps: float):
@@ -199,7 +193,8 @@ class FastDecoder:
     is dropped; keep one to reuse them across generations (generate(..., decoder=...)).
     """
 
-    def __init__(self, model, max_seq_len: int, use_graph: bool | None = None, use_compile: bool | None = None):
+    def __init__(self, model, max_seq_len: int, use_graph: bool | None = None, use_compile: bool | None = None,
+                 copy_head: bool | None = None):
         cfg = model.cfg
         device, dtype = model.device, model.dtype
         if not 0 < max_seq_len <= cfg.max_seq_len:
@@ -210,6 +205,9 @@ class FastDecoder:
             raise ValueError(f"CUDA graphs need a CUDA model; this one is on {device}. Pass use_graph=False")
         self.compiled = self.use_graph and COMPILE_ON_CUDA if use_compile is None else use_compile
         self.step_functions = compiled_step_functions() if self.compiled else PLAIN_STEP_FUNCTIONS
+        # Not for an int8 model: it was quantised to fit, and the copy (262 MB for the 7B) could push it out.
+        head_copy_helps = device.type == "cpu" and not any(isinstance(m, Int8Linear) for m in model.modules())
+        self.copy_head = head_copy_helps if copy_head is None else copy_head
         self.read_weights()
 
         shape = (1, cfg.n_kv_heads, max_seq_len, cfg.head_dim)
@@ -223,10 +221,13 @@ class FastDecoder:
         self.pos = 0                                                                   # tokens in the cache
 
     @classmethod
-    def sized_for(cls, model, total_len: int, use_graph: bool | None = None, use_compile: bool | None = None):
-        """A decoder for total_len positions, its cache rounded up to SLOT_ROUNDING slots (what generate builds)."""
+    def sized_for(cls, model, total_len: int, new_tokens: int | None = None, use_graph: bool | None = None,
+                  use_compile: bool | None = None):
+        """What generate builds: a cache of total_len positions rounded up to SLOT_ROUNDING slots, and the
+        CPU's copy of the output head only if new_tokens (None: many) are enough to repay it."""
         slots = min(math.ceil(total_len / SLOT_ROUNDING) * SLOT_ROUNDING, model.cfg.max_seq_len)
-        return cls(model, slots, use_graph, use_compile)
+        few = new_tokens is not None and new_tokens < HEAD_COPY_MIN_TOKENS
+        return cls(model, slots, use_graph, use_compile, copy_head=False if few else None)
 
     def read_weights(self) -> None:
         """Take the model's current weights; a graph captured on the old ones is dropped."""
@@ -236,11 +237,10 @@ class FastDecoder:
         self.norm = model.norm.weight.detach()
         # The output head (vocab x dim) is the largest matmul of a small model. On the CPU, multiplying a
         # vector by a matrix with short rows is ~8x faster when the matrix is stored column-major (the BLAS
-        # walks columns with contiguous loads), so the CPU keeps a transposed copy; a GPU wants row-major.
-        # Not for an int8 model: it was quantised to fit, and the copy (262 MB for the 7B) could push it out.
+        # walks columns with contiguous loads), so the CPU keeps a transposed copy (self.copy_head, see
+        # HEAD_COPY_MIN_TOKENS); a GPU wants row-major.
         head = model.output.weight.detach()
-        copy_head = self.device.type == "cpu" and not any(isinstance(m, Int8Linear) for m in model.modules())
-        self.output = head.t().contiguous().t() if copy_head else head
+        self.output = head.t().contiguous().t() if self.copy_head else head
         self.signature = parameter_signature(model)
         self.graph, self.logits = None, None
 
@@ -253,6 +253,13 @@ class FastDecoder:
         if parameter_signature(model) != self.signature:
             self.read_weights()
 
+    def check_no_hooks(self) -> None:
+        """Refuse to start a sequence while hooks are attached: this decoder calls no module, so they would not run."""
+        hooks = attached_hooks(self.model)
+        if hooks:
+            raise ValueError(f"hooks are attached ({'; '.join(hooks[:3])}{'; ...' if len(hooks) > 3 else ''}), and "
+                             "the fast decoder would skip them; remove them, or generate with fast=False so they run")
+
     @torch.no_grad()
     def prefill(self, tokens) -> torch.Tensor:
         """Fill the cache with a prompt (list or (1, seq) tensor of ids), PREFILL_CHUNK tokens at a time."""
@@ -261,17 +268,20 @@ class FastDecoder:
         if not 0 < n <= self.slots:
             raise ValueError(f"the prompt has {n} tokens; this decoder holds 1..{self.slots}")
         self.follow_model()
+        self.check_no_hooks()
         cfg, fns = self.cfg, PLAIN_STEP_FUNCTIONS   # varying shapes: never the compiled functions
         for start in range(0, n, PREFILL_CHUNK):
             end = min(start + PREFILL_CHUNK, n)
             x = F.embedding(tokens[:, start:end], self.embedding)                          # (1, chunk, dim)
             cos, sin = self.cos[start:end], self.sin[start:end]                            # (chunk, head_dim/2)
+            span = AttentionSpan(q_start=start, q_len=end - start, k_start=0, k_len=end)   # the chunk after the cache
             for layer, w in enumerate(self.layers):
                 q, k, v = fns["attention_inputs"](x, w.attention_norm, w.wqkv, cos, sin, cfg.norm_eps,
                                                   cfg.n_heads, cfg.n_kv_heads)
                 self.k[layer][:, :, start:end] = k
                 self.v[layer][:, :, start:end] = v
-                z = chunk_attention(q, self.k[layer][:, :, :end], self.v[layer][:, :, :end])  # (1, chunk, n_heads hd)
+                z = fused_attention(q, self.k[layer][:, :, :end], self.v[layer][:, :, :end], span)  # (1, n_heads, chunk, hd)
+                z = z.transpose(1, 2).flatten(2)                                              # (1, chunk, n_heads hd)
                 x = fns["attention_output_and_feed_forward"](x, z, w.wo, w.ffn_norm, w.w13, w.w2, cfg.norm_eps)
         self.pos = n
         return self.head(x[:, -1:])                                                         # (1, vocab)
@@ -347,11 +357,13 @@ class FastDecoder:
 
 
 def fast_path_applies(model, total_len: int) -> bool:
-    """Whether generate may use the fast path: no hook attached, and no sliding window that matters."""
+    """Whether generate may use the fast path: no hook of any kind attached (ours, torch's on any module, or
+    torch's global module hooks: the fast path calls no module, so none of them would run), and no sliding
+    window that matters."""
     window = model.cfg.sliding_window
     if window is not None and window < total_len:
         return False
     # A streamed model's weights are on disk (meta between passes): nothing resident to fuse or read.
     if any(p.is_meta for p in model.parameters()):
         return False
-    return not any(point.fns for point in hook_points(model).values())
+    return not attached_hooks(model)

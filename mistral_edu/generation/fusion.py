@@ -6,7 +6,7 @@ saved is a kernel launch saved. The stacked matrix is the modules' own storage, 
 7B these five projections hold 9.1 GB of its 14.5 GB, and a second copy would not fit beside the
 first on most GPUs.
 
-An int8 model (checkpoints/int8.py) is fused the same way: its int8 matrices are stacked, and so
+An int8 model (mistral_edu/int8.py) is fused the same way: its int8 matrices are stacked, and so
 are their per-row scales, so the fused projection is one int8 matrix with one scale per output row.
 
 fuse_projections is therefore the one step that changes how the weights are laid out. The fast
@@ -17,13 +17,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checkpoints.int8 import Int8Linear
-
-
-def projection_groups(block) -> list[list[nn.Module]]:
-    """The linears of one block that read the same input, in the order their rows are stacked."""
-    attn, ffn = block.attention, block.feed_forward
-    return [[attn.wq, attn.wk, attn.wv], [ffn.w1, ffn.w3]]
+from ..int8 import Int8Linear
+from ..model import projection_groups
 
 
 def weight_names(linear: nn.Module) -> tuple[str, ...]:

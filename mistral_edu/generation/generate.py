@@ -30,8 +30,10 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
 
     stream(token_id) is called as each token is chosen, for printing while generating.
     fast=False always runs model.forward, the path the notebooks explain. fast=True (the default)
-    takes fast_path.py's path (static cache, fused matmuls, a CUDA graph on GPUs) unless a hook is
-    attached or a sliding window is shorter than the generation. The fast path first calls
+    takes fast_path.py's path (static cache, fused matmuls, a CUDA graph on GPUs) unless a hook of any
+    kind is attached (model.hooks(), torch's hooks on any module, torch's global module hooks: checked
+    at the start of every call, so one attached from stream applies from the next call) or a sliding
+    window is shorter than the generation. The fast path first calls
     fuse_projections(model): once per model, wq|wk|wv and w1|w3 become rows of one matrix each (same
     parameters, same values, new storage layout; see fusion.py).
     decoder: a FastDecoder you keep, to reuse its cache and, on a GPU, its captured CUDA graph across
@@ -55,7 +57,7 @@ def generate(model, prompt_tokens, max_new_tokens: int = 64, temperature: float 
     model.check_tokens(prompt)
     if fast and fast_path_applies(model, total):
         fuse_projections(model)
-        path = decoder or FastDecoder.sized_for(model, total)
+        path = decoder or FastDecoder.sized_for(model, total, max_new_tokens)
     else:
         path = PlainDecoder(model, total)
     logits = path.prefill(prompt)                                                # (1, vocab)
@@ -122,17 +124,16 @@ def chat(model, tokenizer, messages: list[dict], max_new_tokens: int = 256, temp
     ids = tokenizer.encode_chat(messages)
     if messages[-1]["role"] != "user":
         raise ValueError("the last message must be the user's: the model answers it")
-    shown = ""
-    produced: list[int] = []
+    text = tokenizer.streaming_decoder()    # holds back a multi-byte character until its last byte arrives
 
     def on_token(token: int) -> None:
-        nonlocal shown
-        produced.append(token)
-        text = tokenizer.decode(produced)
-        if stream is not None and len(text) > len(shown):
-            stream(text[len(shown):])
-        shown = text
+        new = text.push(token)
+        if stream is not None and new:
+            stream(new)
 
     generate(model, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, seed=seed,
              stream=on_token, eos_id=tokenizer.eos_id)
-    return tokenizer.decode(produced)
+    rest = text.finish()
+    if stream is not None and rest:
+        stream(rest)
+    return text.shown

@@ -120,8 +120,7 @@ def model_bytes_read_per_step(model) -> int:
     """
     table = model.tok_embeddings.weight
     tensors = {id(t): t for t in [*model.parameters(), *model.buffers()] if t is not table and not t.is_meta}
-    total = sum(t.numel() * t.element_size() for t in tensors.values())
-    return total + table.shape[1] * table.element_size()
+    return sum(t.nbytes for t in tensors.values()) + table.shape[1] * table.dtype.itemsize
 
 
 def _filled_cache(model, batch: int, context: int, extra: int) -> KVCache:

@@ -77,7 +77,7 @@ class ActivationCache:
 
     def nbytes(self) -> int:
         """Bytes held by the captured tensors."""
-        return sum(t.numel() * t.element_size() for t in self._store.values())
+        return sum(t.nbytes for t in self._store.values())
 
     def __repr__(self) -> str:
         return f"ActivationCache({len(self)} activations, {self.nbytes() / 2**20:.2f} MiB)"

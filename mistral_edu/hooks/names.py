@@ -8,14 +8,16 @@ import re
 from .point import HookPoint
 
 
-def check_index(value, size: int, what: str) -> int:
-    """value as an index in 0..size-1 (negative counts from the end, as in Python), or a clear error."""
+def check_index(value, size: int, what: str, owner: str = "the model") -> int:
+    """value as an index in 0..size-1 (negative counts from the end, as in Python), or a clear error.
+
+    what names the index ("layer", "head", "position") and owner what has size of them."""
     try:
         index = operator.index(value)
     except TypeError:
         raise TypeError(f"{what} must be an integer, got {value!r}") from None
     if not -size <= index < size:
-        raise IndexError(f"{what} {index} is out of range: the model has {size} {what}s (0..{size - 1})")
+        raise IndexError(f"{what} {index} is out of range: {owner} has {size} {what}s (0..{size - 1})")
     return index % size
 
 

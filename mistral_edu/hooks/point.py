@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 import torch
 from torch import nn
+from torch.nn.modules import module as torch_module
 
 from ..names import layer_of
 
@@ -72,25 +73,56 @@ def _check_replacement(name: str, old: torch.Tensor, new) -> None:
                          f"{old.device}; move it with .to({str(old.device)!r})")
 
 
-def call_and_check_replaced(point: HookPoint, x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+def call_and_check_replaced(point: HookPoint, x: torch.Tensor, read_only: bool = False) -> tuple[torch.Tensor, bool]:
     """point(x), and whether its hooks replaced x: returned another tensor, or edited x in place.
 
     Attention uses it to know whether the scores or pattern it computed beside the fused kernel are
     still the ones the output was made from. An in-place edit bumps the tensor's version counter;
     tensors made under torch.inference_mode keep none, so those are compared with a copy instead.
+    read_only: a replacement is an error (a pattern selection's few heads and rows cannot be used).
     """
     if x.is_inference():
         before = x.clone()
         out = point(x)
-        return out, out is not x or not torch.equal(x, before)
-    version = x._version
-    out = point(x)
-    return out, out is not x or x._version != version
+        replaced = out is not x or not torch.equal(x, before)
+    else:
+        version = x._version
+        out = point(x)
+        replaced = out is not x or x._version != version
+    if replaced and read_only:
+        raise ValueError(f"a hook on {point.name} replaced its tensor, but with pattern_heads or "
+                         "pattern_rows the pattern is read-only (the output comes from the fused kernel); "
+                         "hook the full pattern, without a selection, to edit it")
+    return out, replaced
 
 
 def hook_points(model: nn.Module) -> dict[str, HookPoint]:
     """Every hook point of a model by its full name, in forward order."""
     return {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
+
+
+# Where torch keeps the hooks that run around a module's forward (and backward): per module, and for every
+# module at once (register_module_forward_hook and its kin). Private names, but the only place they live.
+MODULE_HOOK_TABLES = ("_forward_pre_hooks", "_forward_hooks", "_backward_pre_hooks", "_backward_hooks")
+GLOBAL_HOOK_TABLES = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
+                      "_global_backward_hooks")
+
+
+def attached_hooks(model: nn.Module) -> list[str]:
+    """Every hook that a forward through the model's modules would call, as "where: what"; [] if none.
+
+    Ours (model.hooks(...)), torch's on any submodule (hook points, linears, norms, the model itself) and
+    torch's global module hooks. Code that computes the forward without calling the modules (the fast
+    decoder) must not run while this is non-empty, or those hooks would silently be skipped.
+    """
+    found = [f"every module: torch.nn.modules.module.{table}" for table in GLOBAL_HOOK_TABLES
+             if getattr(torch_module, table)]
+    for name, module in model.named_modules():
+        where = name or "the model"
+        if isinstance(module, HookPoint) and module.fns:
+            found.append(f"{where}: {len(module.fns)} function(s) from model.hooks()")
+        found += [f"{where}: {table.strip('_')}" for table in MODULE_HOOK_TABLES if getattr(module, table)]
+    return found
 
 
 @contextmanager

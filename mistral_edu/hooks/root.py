@@ -10,10 +10,10 @@ from contextlib import contextmanager
 import torch
 
 from ..names import layer_of
-from .attention import PatternSelection
 from .cache import ActivationCache
 from .names import check_index, resolve_names
 from .point import attached, hook_points
+from .selection import PatternSelection
 
 
 class HookedRootModule:
@@ -45,7 +45,7 @@ class HookedRootModule:
                 for layer, selection in selections.items():
                     self.layers[layer].attention.pattern_selection = selection
                 if pattern_heads is not None:
-                    self._check_unselected_layers_unhooked(selections)
+                    _check_unselected_layers_unhooked(points, selections)
                 yield self
             finally:
                 for layer in selections:
@@ -69,12 +69,6 @@ class HookedRootModule:
             heads = tuple(check_index(h, self.cfg.n_heads, "head") for h in heads)
             selections[layer] = PatternSelection(heads, rows)
         return selections
-
-    def _check_unselected_layers_unhooked(self, selections: dict[int, PatternSelection]) -> None:
-        for i, layer in enumerate(self.layers):
-            if i not in selections and layer.attention.wants_pattern:
-                raise ValueError(f"layer {i} has a scores or pattern hook, but pattern_heads does not list it; "
-                                 f"add it (e.g. pattern_heads={{{i}: [0]}}) or hook only the listed layers")
 
     def run_with_cache(self, tokens: torch.Tensor, names=None, pattern_heads: dict | None = None,
                        pattern_rows=None, device=None, names_filter=None, **forward_kwargs):
@@ -114,6 +108,14 @@ def _resolve_pair(points, which, fn) -> list[str]:
     if not names:
         raise KeyError(f"the predicate {which!r} matched no hook point; list them with model.hook_names()")
     return names
+
+
+def _check_unselected_layers_unhooked(points, selections: dict[int, PatternSelection]) -> None:
+    for name, point in points.items():
+        layer = layer_of(name)
+        if _is_pattern_name(name) and point.active and layer not in selections:
+            raise ValueError(f"layer {layer} has a scores or pattern hook, but pattern_heads does not list it; "
+                             f"add it (e.g. pattern_heads={{{layer}: [0]}}) or hook only the listed layers")
 
 
 def _is_pattern_name(name: str) -> bool:

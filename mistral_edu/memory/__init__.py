@@ -8,25 +8,27 @@ and machines (that choice on named machines and on this one). Import the names f
 """
 from __future__ import annotations
 
-from .activations import ActivationTerm, activation_terms, prefill_activation_bytes, prefill_activations
+from .activations import (PATHS, PREFILL_CHUNK, ActivationTerm, activation_terms, prefill_activation_bytes,
+                          prefill_activations, prefill_path)
 from .bandwidth import attainable_flop_rate, decode_bytes_per_step, kv_crossover_context, matmul_intensity
 from .checks import check_batch, check_context
-from .estimate import CUDA_CONTEXT_BYTES, Estimate, estimate, plot_estimates
+from .estimate import CUDA_CONTEXT_BYTES, Estimate, estimate
 from .fit import (PLAN_CONTEXT, STRATEGIES, choose_strategy, compute_dtype, free_memory, strategy_bytes,
-                  strategy_reason, strategy_weight_bytes)
-from .formats import WEIGHT_FORMATS, WeightFormat, weight_bytes, weight_bytes_by_component, weight_format
-from .gguf import GGML_BLOCKS, GGUF_FILE_TYPES, PUBLISHED_GGUF_GB, gguf_tensor_type, gguf_type_counts
+                  strategy_path, strategy_reason, strategy_weight_bytes)
+from .formats import WEIGHT_FORMATS, weight_bytes, weight_bytes_by_component, weight_format
+from .gguf import GGUF_FILE_TYPES, PUBLISHED_GGUF_GB, gguf_tensor_type, gguf_type_counts
 from .kv_cache import kv_bytes_per_token, kv_cache_bytes
 from .machines import MACHINES, Machine, Prediction, expectations, predict, this_machine
-from .parameters import COMPONENTS, component_of, parameter_breakdown, parameter_count, tensor_shapes
+from .parameters import component_of, parameter_breakdown, parameter_count, tensor_shapes
 from .units import GB, GiB
 
-__all__ = ["ActivationTerm", "CUDA_CONTEXT_BYTES", "COMPONENTS", "Estimate", "GB", "GGML_BLOCKS", "GGUF_FILE_TYPES",
-           "GiB", "MACHINES", "Machine", "PLAN_CONTEXT", "Prediction", "PUBLISHED_GGUF_GB", "STRATEGIES",
-           "WEIGHT_FORMATS", "WeightFormat", "activation_terms", "attainable_flop_rate", "check_batch",
+__all__ = ["ActivationTerm", "CUDA_CONTEXT_BYTES", "Estimate", "GB", "GGUF_FILE_TYPES",
+           "GiB", "MACHINES", "Machine", "PATHS", "PLAN_CONTEXT", "PREFILL_CHUNK", "Prediction", "PUBLISHED_GGUF_GB", "STRATEGIES",
+           "WEIGHT_FORMATS", "activation_terms", "attainable_flop_rate", "check_batch",
            "check_context", "choose_strategy", "compute_dtype", "component_of", "decode_bytes_per_step", "estimate",
            "expectations", "free_memory", "gguf_tensor_type", "gguf_type_counts", "kv_bytes_per_token",
            "kv_cache_bytes", "kv_crossover_context", "matmul_intensity", "parameter_breakdown", "parameter_count",
-           "plot_estimates", "predict", "prefill_activation_bytes", "prefill_activations", "strategy_bytes",
+           "predict", "prefill_activation_bytes", "prefill_activations", "prefill_path",
+           "strategy_bytes", "strategy_path",
            "strategy_reason", "strategy_weight_bytes", "tensor_shapes", "this_machine", "weight_bytes",
            "weight_bytes_by_component", "weight_format"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from ..config import ModelConfig
 from ..dtypes import dtype_name
-from .activations import prefill_activations
+from .activations import PREFILL_CHUNK, prefill_activations, prefill_path
 from .checks import check_batch, check_context
 from .formats import weight_bytes_by_component, weight_format
 from .kv_cache import kv_cache_bytes
@@ -34,6 +34,7 @@ class Estimate:
     cache_dtype: str
     attention: str
     logits: str
+    path: str
     parts: dict[str, int]
     weight_parts: dict[str, int]
     activation_stage: str
@@ -57,7 +58,8 @@ class Estimate:
         rows += [(f"  {k}", v) for k, v in self.weight_parts.items() if v]
         rows.append((f"KV cache ({self.context:,} tokens x {self.batch}, {self.cache_dtype})", self.parts["KV cache"]))
         rows.append(("  without GQA it would be", self.kv_no_gqa))
-        rows.append((f"activations (peak at {self.activation_stage}, {self.attention})", self.parts["activations"]))
+        how = f"generate's fast path, {PREFILL_CHUNK:,}-token chunks" if self.path == "fast" else "one pass"
+        rows.append((f"activations (peak at {self.activation_stage}, {self.attention}, {how})", self.parts["activations"]))
         rows += [(f"  {k}", v) for k, v in self.activation_parts.items()]
         rows.append(("total (allocated by PyTorch)", self.total))
         rows.append((f"runtime overhead, apart ({self.overhead_note})", self.overhead))
@@ -83,43 +85,15 @@ class Estimate:
         return (f"<table><caption>{self.weights}, context {self.context:,}, batch {self.batch}</caption>"
                 f"{cells}</table>")
 
-    def plot(self, ax=None):
-        """A stacked bar: weights, KV cache, activations, overhead (a matplotlib Figure)."""
-        return plot_estimates([self], ax=ax)
-
-
-def plot_estimates(estimates: list[Estimate], ax=None):
-    """Stacked bars, one per estimate, in GB; returns the matplotlib Figure.
-
-    The Figure is made explicitly (not through pyplot), so nothing is left in pyplot's global state:
-    a notebook shows the returned Figure, a script saves it.
-    """
-    from matplotlib.figure import Figure
-
-    if ax is None:
-        fig = Figure(figsize=(max(4, 1.1 * len(estimates) + 2), 4))
-        ax = fig.add_subplot()
-    else:
-        fig = ax.figure
-    labels = [f"{e.weights}\n{e.context // 1024 if e.context >= 1024 else e.context}{'k' if e.context >= 1024 else ''}"
-              for e in estimates]
-    bottoms = [0.0] * len(estimates)
-    colours = {"weights": "#4c72b0", "KV cache": "#dd8452", "activations": "#55a868", "overhead": "#bbbbbb"}
-    for part, colour in colours.items():
-        heights = [(e.overhead if part == "overhead" else e.parts[part]) / GB for e in estimates]
-        ax.bar(labels, heights, bottom=bottoms, color=colour, label=part)
-        bottoms = [b + h for b, h in zip(bottoms, heights)]
-    ax.set_ylabel("GB")
-    ax.set_title(f"Memory to run {estimates[0].cfg.dim}-dim x {estimates[0].cfg.n_layers}-layer model")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
 
 def estimate(cfg: ModelConfig | None = None, weights: str = "bf16", context: int = 1024, batch: int = 1,
              cache_dtype=None, attention: str = "sdpa", logits: str = "last",
-             overhead: int = CUDA_CONTEXT_BYTES) -> Estimate:
+             overhead: int = CUDA_CONTEXT_BYTES, path: str = "auto") -> Estimate:
     """Memory for a prefill of `context` tokens, then decoding into the same cache.
+
+    path: how the prompt is read. "auto" is the path generate takes with no hook attached
+    (memory.prefill_path: its fast path, PREFILL_CHUNK tokens at a time, for one sequence with fused
+    attention; one pass otherwise); "plain" is one pass (model(tokens), or generate with a hook); "fast" the chunks.
 
     cache_dtype defaults to the dtype the format computes in (bf16 for quantised formats). For the
     GGUF formats the activations are those of this package's PyTorch model, not llama.cpp's buffers.
@@ -130,10 +104,11 @@ def estimate(cfg: ModelConfig | None = None, weights: str = "bf16", context: int
     check_batch(batch)
     cache_dtype = dtype_name(cache_dtype or fmt.compute)
     weight_parts = weight_bytes_by_component(cfg, fmt.name)
-    stage, act_parts = prefill_activations(cfg, context, batch, fmt.compute, attention, logits)
+    path = prefill_path(cfg, context, batch, attention, logits) if path == "auto" else path
+    stage, act_parts = prefill_activations(cfg, context, batch, fmt.compute, attention, logits, path=path)
     parts = {"weights": sum(weight_parts.values()),
              "KV cache": kv_cache_bytes(cfg, context, batch, cache_dtype),
              "activations": sum(act_parts.values())}
-    return Estimate(cfg, fmt.name, context, batch, cache_dtype, attention, logits, parts, weight_parts, stage,
+    return Estimate(cfg, fmt.name, context, batch, cache_dtype, attention, logits, path, parts, weight_parts, stage,
                     act_parts, kv_cache_bytes(cfg, context, batch, cache_dtype, gqa=False), overhead,
                     "CUDA context, about 500 MiB" if overhead == CUDA_CONTEXT_BYTES else "as given")

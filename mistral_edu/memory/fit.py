@@ -13,7 +13,8 @@ import torch
 from ..config import ModelConfig
 from ..dtypes import DTYPE_BYTES, dtype_name
 from ..names import is_block_matrix, layer_of
-from .activations import prefill_activation_bytes
+from .activations import PREFILL_CHUNK, prefill_activation_bytes
+from .formats import int8_matrix_bytes
 from .kv_cache import kv_cache_bytes
 from .parameters import parameter_count, tensor_shapes
 from .units import GB
@@ -67,7 +68,7 @@ def strategy_weight_bytes(cfg: ModelConfig, strategy: str, dtype="bf16") -> int:
     if strategy == "full":
         return e * sum(math.prod(s) for s in shapes.values())
     if strategy == "int8":
-        return sum(math.prod(s) + 4 * s[0] if is_block_matrix(n) else e * math.prod(s) for n, s in shapes.items())
+        return sum(int8_matrix_bytes(s) if is_block_matrix(n) else e * math.prod(s) for n, s in shapes.items())
     if strategy == "stream":
         units: dict[str, int] = {}
         for name, shape in shapes.items():
@@ -77,12 +78,27 @@ def strategy_weight_bytes(cfg: ModelConfig, strategy: str, dtype="bf16") -> int:
     raise ValueError(f"unknown strategy {strategy!r}; use 'auto' or one of {', '.join(STRATEGIES)}")
 
 
+def strategy_path(cfg: ModelConfig, strategy: str, context: int) -> str:
+    """The path generate reads a prompt by under a strategy, with no hook attached: a streamed model's weights
+    are not resident, so it runs one pass (fast_path_applies); full and int8 take the fast path's chunks,
+    unless a sliding window shorter than the prompt sends them to one pass as well."""
+    window = cfg.sliding_window
+    return "plain" if strategy == "stream" or (window is not None and window < context) else "fast"
+
+
+def path_words(path: str) -> str:
+    """How a path reads a prompt, for the fit check's messages."""
+    return f"generate's fast path, {PREFILL_CHUNK:,} tokens at a time" if path == "fast" else "one pass"
+
+
 def strategy_bytes(cfg: ModelConfig, strategy: str, dtype="bf16", context: int | None = None) -> dict[str, int]:
-    """Weights, KV cache and activation peak of a strategy for a prompt of `context` tokens."""
+    """Weights, KV cache and activation peak of a strategy for a prompt of `context` tokens, read the way
+    generate reads it under that strategy (strategy_path)."""
     context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
+    path = strategy_path(cfg, strategy, context)
     return {"weights": strategy_weight_bytes(cfg, strategy, dtype),
             "KV cache": kv_cache_bytes(cfg, context, 1, dtype),
-            "activations": prefill_activation_bytes(cfg, context, 1, dtype)}
+            "activations": prefill_activation_bytes(cfg, context, 1, dtype, path=path)}
 
 
 def strategy_reason(cfg: ModelConfig, strategy: str, dtype, free: int, context: int | None = None) -> str:
@@ -90,17 +106,19 @@ def strategy_reason(cfg: ModelConfig, strategy: str, dtype, free: int, context: 
     context = min(context or PLAN_CONTEXT, cfg.max_seq_len)
     full = sum(strategy_bytes(cfg, "full", dtype, context).values())
     room = f"{free / GB:.2f} GB free for a {context}-token prompt"
+    read = f"the prompt read by {path_words(strategy_path(cfg, strategy, context))}"
     if strategy == "full":  # the free memory is left out: it changes from run to run, the fit does not
-        return f"every weight fits: {full / GB:.2f} GB for a {context}-token prompt"
+        return f"every weight fits: {full / GB:.2f} GB for a {context}-token prompt, {read}"
     return (f"every weight would need {full / GB:.2f} GB, more than the {room}; '{strategy}' needs "
-            f"{sum(strategy_bytes(cfg, strategy, dtype, context).values()) / GB:.2f} GB")
+            f"{sum(strategy_bytes(cfg, strategy, dtype, context).values()) / GB:.2f} GB, {read}")
 
 
 def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", verbose: bool = True,
                     free: int | None = None, context: int | None = None) -> str:
     """Check a load against free memory before anything is allocated; "auto" picks the first that fits.
 
-    context: the prompt length to plan for (KV cache and activation peak), PLAN_CONTEXT by default; a
+    context: the prompt length to plan for (KV cache and activation peak), PLAN_CONTEXT by default, read the
+    way generate will read it (strategy_path: the fast path's chunks for full and int8, one pass streamed); a
     shorter one can let a 16 GB GPU hold every weight in fp16 where 4096 tokens need int8. Refuses (MemoryError) with the arithmetic and the options when the requested strategy does not
     fit, or when none does.
     """
@@ -117,7 +135,7 @@ def choose_strategy(cfg: ModelConfig, device, dtype, strategy: str = "auto", ver
 
     def explain(s: str) -> str:
         parts = " + ".join(f"{k} {v / GB:.2f}" for k, v in needs[s].items())
-        return f"{s}: {parts} = {totals[s] / GB:.2f} GB"
+        return f"{s}: {parts} = {totals[s] / GB:.2f} GB ({path_words(strategy_path(cfg, s, context))})"
 
     table = "\n".join("  " + explain(s) for s in STRATEGIES)
     where = f"{free / GB:.2f} GB free on {device} ({source}); planned for a {context}-token prompt"

@@ -7,6 +7,7 @@ from functools import partial
 from typing import Callable
 
 from ..config import ModelConfig
+from ..dtypes import ALIASES
 from ..names import is_block_matrix
 from .gguf import GGUF_FILE_TYPES, gguf_tensor_bytes
 from .parameters import COMPONENTS, component_of, tensor_shapes
@@ -19,10 +20,15 @@ def _plain(bytes_per_param: int, name: str, shape: tuple[int, ...], cfg: ModelCo
     return math.prod(shape) * bytes_per_param
 
 
+def int8_matrix_bytes(shape: tuple[int, ...]) -> int:
+    """A block matrix as our int8 layer holds it: one byte per weight, one float32 scale per output row."""
+    return math.prod(shape) + 4 * shape[0]
+
+
 def _int8_per_channel(name: str, shape: tuple[int, ...], cfg: ModelConfig) -> int:
     """Ours (the int8 strategy): block matrices int8 + one float32 scale per output row; rest bf16."""
     if is_block_matrix(name):
-        return math.prod(shape) + 4 * shape[0]
+        return int8_matrix_bytes(shape)
     return 2 * math.prod(shape)
 
 
@@ -67,13 +73,10 @@ WEIGHT_FORMATS = {f.name: f for f in [
     WeightFormat("nf4", "bitsandbytes NF4, absmax per 64, double-quantised", _nf4),
 ] + [WeightFormat(f"gguf-{t.lower()}", f"llama.cpp GGUF {t}", partial(gguf_tensor_bytes, t)) for t in GGUF_FILE_TYPES]}
 
-_SPELLINGS = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
-
-
 def weight_format(name: str) -> WeightFormat:
     """Look a format up by name, case-insensitively ("Q4_K_M" and "gguf-q4_k_m" both work)."""
     key = str(name).lower()
-    key = _SPELLINGS.get(key, key)
+    key = ALIASES.get(key, key)                                     # float32 -> fp32, as everywhere
     if f"gguf-{key}" in WEIGHT_FORMATS:
         key = f"gguf-{key}"
     if key not in WEIGHT_FORMATS:

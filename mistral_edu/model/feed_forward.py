@@ -20,9 +20,9 @@ class FeedForward(nn.Module):
         self.w1 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # gate
         self.w2 = nn.Linear(cfg.hidden_dim, cfg.dim, bias=False)  # down
         self.w3 = nn.Linear(cfg.dim, cfg.hidden_dim, bias=False)  # up
-        self.hook_pre = HookPoint()
-        self.hook_pre_linear = HookPoint()
-        self.hook_post = HookPoint()
+        self.hook_pre = HookPoint()         # (batch, seq, hidden_dim): w1 x, the gate before SiLU
+        self.hook_pre_linear = HookPoint()  # (batch, seq, hidden_dim): w3 x
+        self.hook_post = HookPoint()        # (batch, seq, hidden_dim): silu(w1 x) * w3 x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.hook_pre(self.w1(x))                      # (batch, seq, hidden_dim)

@@ -45,7 +45,7 @@ class KVCache:
 
     def nbytes(self) -> int:
         """Bytes held by keys and values together."""
-        return 2 * self.k.numel() * self.k.element_size()
+        return self.k.nbytes + self.v.nbytes
 
     def _kept(self) -> int:
         """How many past positions attention can still read."""

@@ -32,8 +32,8 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
-        self.hook_scale = HookPoint()
-        self.hook_normalized = HookPoint()
+        self.hook_scale = HookPoint()       # (batch, seq, 1) float32: the divisor sqrt(mean(x^2) + eps)
+        self.hook_normalized = HookPoint()  # (batch, seq, dim): the output, after the gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()                                                  # (batch, seq, dim)

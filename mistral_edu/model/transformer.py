@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -44,7 +43,7 @@ class Transformer(HookedRootModule, nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.hook_embed = HookPoint()
+        self.hook_embed = HookPoint()  # (batch, seq, dim): the token embeddings, the residual stream's start
         self.layers = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..generation import top_p_filter
 from .figure import finish, new_figure, tidy
 
 
@@ -54,9 +55,7 @@ def sampling_chart(logits: torch.Tensor, ids: list[int], labels: list[str], temp
     axes = fig.subplots(1, len(temperatures), squeeze=False)[0]
     for ax, t in zip(axes, temperatures):
         probs = torch.softmax(logits.double() / t, -1)                       # (vocab,)
-        sorted_probs, order = probs.sort(descending=True)                    # (vocab,), (vocab,)
-        kept_sorted = (sorted_probs.cumsum(-1) - sorted_probs) < top_p       # mass before each token < top_p
-        kept = torch.zeros_like(kept_sorted).scatter(-1, order, kept_sorted)  # (vocab,) in vocabulary order
+        kept = top_p_filter(probs, top_p) > 0                                # (vocab,) the nucleus generate draws from
         shown = probs[ids].numpy()                                           # (len(ids),)
         tidy(ax)
         ax.bar(range(len(ids)), shown, color=np.where(kept[ids].numpy(), "#4e79a7", "#bab0ac"))

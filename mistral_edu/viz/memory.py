@@ -9,27 +9,38 @@ from ..config import ModelConfig
 from .figure import GIB, KIB, finish, new_figure, tidy
 
 
-def memory_fit_chart(cfg: ModelConfig, contexts=(4096, 32768), devices=None, save=None):
-    """Weights at four precisions plus the bf16 KV cache at a few context lengths, against devices' memory."""
-    devices = devices or {"16 GiB laptop": 16, "24 GiB GPU": 24, "80 GiB H100": 80}
-    params = memory.parameter_count(cfg)
-    precisions = {"float32 (4 B)": 4, "bfloat16 (2 B)": 2, "int8 (1 B)": 1, "int4 (0.5 B)": 0.5}
-    fig = new_figure(7.5, 3.6)
+# The formats the chart compares: what load_model runs (bf16, its int8 strategy) beside the 4-bit formats other
+# tools load; each bar has that format's real bytes, scales included (memory.formats).
+FIT_FORMATS = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8, ours (load_model's int8)",
+               "int4-g128": "4-bit GPTQ/AWQ-like", "gguf-q4_k_m": "llama.cpp GGUF Q4_K_M"}
+
+
+def memory_fit_chart(cfg: ModelConfig, contexts=(4096, 32768), machines=None, save=None):
+    """Weights in five formats plus the bf16 KV cache at a few contexts, against the memory machines leave free.
+
+    The lines are memory.MACHINES' available memory (a 16 GB laptop leaves about 11 GB to a process), the
+    numbers load_model's fit check uses; that check also counts the activation peak of reading the prompt,
+    which notebook 07 adds.
+    """
+    machines = machines or memory.MACHINES
+    names = list(FIT_FORMATS.values())
+    weights = np.array([memory.weight_bytes(cfg, fmt) / GIB for fmt in FIT_FORMATS])
+    fig = new_figure(7.5, 3.8)
     ax = tidy(fig.add_subplot())
-    names = list(precisions)
-    weights = np.array([params * b / GIB for b in precisions.values()])
     ax.barh(names, weights, color="#4e79a7", label="weights")
     left = weights.copy()
     for context, colour in zip(contexts, ("#f28e2b", "#e15759", "#76b7b2")):
         extra = memory.kv_cache_bytes(cfg, context) / GIB - (left - weights)
         ax.barh(names, extra, left=left, color=colour, label=f"KV cache at {context:,} tokens (bf16)")
         left = left + extra
-    for (label, gib), style in zip(devices.items(), (":", "--", "-.")):
+    for machine, style in zip(machines.values(), (":", "--", "-.", (0, (1, 3)))):
+        gib = machine.available / GIB
         ax.axvline(gib, color="black", linestyle=style, linewidth=1)
-        ax.text(gib + 0.6, -0.45, label, fontsize=8, rotation=90, va="top", ha="left")
+        ax.text(gib + 0.6, -0.45, f"{machine.name}: {gib:.1f} GiB free", fontsize=7, rotation=90, va="top",
+                ha="left")
     ax.set_xlabel("GiB")
     ax.invert_yaxis()
-    ax.set_title(f"What fits where: {params / 1e9:.2f}B parameters")
+    ax.set_title(f"What fits where: {memory.parameter_count(cfg) / 1e9:.2f}B parameters, activations not included")
     ax.legend(loc="lower right", fontsize=8)
     return finish(fig, save)
 

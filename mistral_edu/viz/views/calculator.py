@@ -46,12 +46,15 @@ def calculator_data(cfg: ModelConfig, machines: list[memory.Machine]) -> dict:
     dtypes = sorted({f.compute for f in formats})
     activations = {}
     for dtype in dtypes:
-        resident, stages = memory.activation_terms(cfg, dtype, ATTENTION, LOGITS)
-        activations[dtype] = {"resident": _terms(resident), "stages": [[s, _terms(p)] for s, p in stages.items()]}
+        activations[dtype] = {}
+        for path in memory.PATHS:
+            resident, stages = memory.activation_terms(cfg, dtype, ATTENTION, LOGITS, path=path)
+            activations[dtype][path] = {"resident": _terms(resident),
+                                        "stages": [[s, _terms(p)] for s, p in stages.items()]}
     return {
         "model": f"{cfg.dim}-dim x {cfg.n_layers}-layer model, {memory.parameter_count(cfg):,} parameters",
         "max_context": cfg.max_seq_len, "sliding_window": cfg.sliding_window,
-        "attention": ATTENTION, "terms": TERMS,
+        "attention": ATTENTION, "terms": TERMS, "chunk": memory.PREFILL_CHUNK,
         "cfg_code": ("me.ModelConfig.mistral_7b_instruct_v02()" if cfg == ModelConfig.mistral_7b_instruct_v02()
                      else "cfg"),
         "formats": [{"name": f.name, "description": f.description, "compute": f.compute,

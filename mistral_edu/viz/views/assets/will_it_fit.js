@@ -3,14 +3,24 @@
 // and the Python call that gives the same answer.
 // root.meView = {estimate(format, context, batch), set(format, context, batch)} lets tests drive it.
 
-// What each activation coefficient multiplies (memory.ActivationTerm's fields).
+// What each activation coefficient multiplies (memory.ActivationTerm.at): `fresh` is the tokens one pass
+// computes, the whole prompt in one pass or a chunk on generate's fast path.
 const MONOMIALS = {
-  per_token: (context, batch) => batch * context,
-  per_sequence: (context, batch) => batch,
-  per_position: (context, batch) => context,
-  per_score: (context, batch) => batch * context * context,
-  per_mask_cell: (context, batch) => context * context,
+  per_token: (context, batch, fresh) => batch * fresh,
+  per_sequence: (context, batch, fresh) => batch,
+  per_position: (context, batch, fresh) => context,
+  per_score: (context, batch, fresh) => batch * fresh * context,
+  per_mask_cell: (context, batch, fresh) => fresh * context,
+  per_prompt_token: (context, batch, fresh) => batch * context,
+  per_cached_cell: (context, batch, fresh) => (context > fresh ? fresh * context : 0),
 };
+
+// memory.prefill_path: generate's fast path for one sequence (this view's attention is always fused), unless a
+// sliding window shorter than the context sends it to one pass.
+function prefillPath(data, context, batch) {
+  const shortWindow = data.sliding_window !== null && data.sliding_window < context;
+  return batch === 1 && data.attention === "sdpa" && !shortWindow ? "fast" : "plain";
+}
 
 const thousands = (n) => String(n).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 const sum = (pairs) => pairs.reduce((total, [, bytes]) => total + bytes, 0);
@@ -24,13 +34,15 @@ function fitEstimate(data, name, context, batch) {
     throw new Error("context must be an integer in 1.." + data.max_context + " (the model's context), got " + context);
   }
   if (!Number.isInteger(batch) || batch < 1) throw new Error("batch must be a positive integer, got " + batch);
+  const path = prefillPath(data, context, batch);
+  const fresh = path === "fast" ? Math.min(context, data.chunk) : context;   // memory.pass_tokens
   const monomials = data.terms.map((t) => {
     if (!MONOMIALS[t]) throw new Error("unknown activation term " + t);
-    return MONOMIALS[t](context, batch);
+    return MONOMIALS[t](context, batch, fresh);
   });
   const evaluate = (parts) => parts.map(([part, coefficients]) =>
     [part, coefficients.reduce((total, c, i) => total + c * monomials[i], 0)]);
-  const model = data.activations[fmt.compute];
+  const model = data.activations[fmt.compute][path];
   let stage = null, stageParts = null;
   for (const [name, parts] of model.stages) {         // the first largest stage, as Python's max() picks
     const bytes = evaluate(parts);
@@ -50,14 +62,16 @@ function fitEstimate(data, name, context, batch) {
     ...fmt.weights.filter(([, bytes]) => bytes).map(([part, bytes]) => ["  " + part, bytes]),
     ["KV cache (" + thousands(context) + " tokens x " + batch + ", " + fmt.compute + ")", parts["KV cache"]],
     ["  without GQA it would be", batch * slots * kvPerTokenNoGqa],
-    ["activations (peak at " + stage + ", " + data.attention + ")", parts["activations"]],
+    ["activations (peak at " + stage + ", " + data.attention + ", " +
+     (path === "fast" ? "generate's fast path, " + thousands(data.chunk) + "-token chunks" : "one pass") + ")",
+     parts["activations"]],
     ...activationParts.map(([part, bytes]) => ["  " + part, bytes]),
     ["total (allocated by PyTorch)", total],
     ["runtime overhead, apart (" + data.overhead_note + ")", data.overhead],
     ["total with overhead", withOverhead]];
   const verdicts = data.machines.map((m) => ({ name: m.name, available: m.available, fits: total <= m.available }));
   return { format: fmt.name, compute: fmt.compute, context, batch, parts, overhead: data.overhead, total,
-           total_with_overhead: withOverhead, stage, rows, verdicts };
+           total_with_overhead: withOverhead, stage, path, rows, verdicts };
 }
 
 const GB = 1e9, GIB = 2 ** 30;

@@ -1,7 +1,7 @@
 """Train the embedded default: ModelConfig.tiny() on public-domain English plus repeated random spans.
 
-    python -m mistral_edu.default.train                 # train (resumes from --work if a state is there)
-    python -m mistral_edu.default.train --export-only   # write the latest state to mistral_edu/default
+    python -m mistral_edu.training.train                # train (resumes from --work if a state is there)
+    python -m mistral_edu.training.train --export-only  # write the latest state to mistral_edu/default
 
 Deterministic given --seed: step s draws its batch from np.random.default_rng([seed, s]), so a run
 resumed from a checkpoint continues exactly as if it had never stopped.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import DEFAULT_DIR, corpus
+from ..default import DEFAULT_DIR, corpus
 from ..analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
                              previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
 from ..config import ModelConfig

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..names import is_block_matrix
-from ..progress import progress
+from .names import is_block_matrix
+from .progress import progress
 
 ROWS_PER_CHUNK = 1024
 # Up to this many activation rows, the CPU's int8 kernel beats converting the matrix block by block.
