@@ -225,6 +225,18 @@ def test_corrupted_copy_task_changes_one_token_of_the_first_copy():
         analysis.corrupted_copy_task(list(range(5)), span=12)
 
 
+
+def test_copy_tasks_stack_one_task_per_seed_and_score_each_row():
+    tasks = analysis.corrupted_copy_tasks(list(range(100, 200)), seeds=[3, 4, 5], span=12, j=6)
+    assert len(tasks) == 3 and tasks.changed == 7
+    one = analysis.corrupted_copy_task(list(range(100, 200)), span=12, j=6, seed=4)
+    assert torch.equal(tasks.clean[1], one.clean[0]) and torch.equal(tasks.corrupted[1], one.corrupted[0])
+    logits = torch.randn(3, 19, 200)
+    expected = torch.stack([logits[i, -1, tasks.correct[i]] - logits[i, -1, tasks.wrong[i]] for i in range(3)])
+    assert torch.equal(tasks.metric(logits), expected)
+    with pytest.raises(ValueError, match="at least one seed"):
+        analysis.corrupted_copy_tasks(list(range(100, 200)), seeds=[])
+
 @pytest.fixture(scope="module")
 def default_model():
     from mistral_edu.default import DEFAULT_DIR

@@ -111,6 +111,9 @@ def test_composition_scores_table_and_its_errors(model):
     with pytest.raises(ValueError, match="kind"):
         analysis.composition_scores(model, 2, 1, kind="o")
     assert 0 < analysis.random_composition_baseline(model, samples=20) < 1
+    draws = analysis.random_composition_scores(model, draws=20, seed=3)
+    assert draws.shape == (20,) and len(draws.unique()) == 20                  # each draw its own random matrices
+    assert draws.mean().item() == pytest.approx(analysis.random_composition_baseline(model, samples=20, seed=3))
 
 
 def test_path_ablation_changes_only_the_named_projection(model, tokens):

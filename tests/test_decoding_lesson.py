@@ -165,3 +165,10 @@ def test_interleaved_runs_take_turns_and_keep_every_run(monkeypatch):
 def test_the_spread_is_the_interquartile_range_over_the_median():
     assert generation.relative_spread([1.0, 1.0, 1.0]) == 0
     assert generation.relative_spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((4 - 2) / 3)
+
+
+def test_split_half_spread_compares_the_fastest_run_of_each_half():
+    assert generation.split_half_spread([5.0, 1.0, 9.0, 9.0, 1.0, 7.0]) == 0        # both halves found a quiet run
+    assert generation.split_half_spread([1.0, 3.0, 2.0, 2.5]) == pytest.approx(1.0)  # the second half never ran at 1
+    with pytest.raises(ValueError, match="at least 2 runs"):
+        generation.split_half_spread([1.0])

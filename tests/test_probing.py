@@ -221,25 +221,72 @@ def test_probe_chosen_on_validation_beats_current_token_classifiers_control_and_
     assert probe > prefix, (probe, prefix)
 
 
-def test_steering_raises_the_style_of_generated_words_until_the_text_loops(setup, model, tok):
+PROMPTS = ["It is", "When the", "If you", "We have", "This is", "There was", "One of", "He said", "She was", "They are",
+           "In the", "At the", "For the", "And then", "But the", "So we", "After the", "Before the", "Then he", "All the",
+           "Some of", "Many of", "I think", "You can", "What is", "How do", "Where the", "Why do", "The first",
+           "The man", "The time", "Now the", "On the", "From the", "With the", "As the", "By the", "Every day",
+           "No one", "My friend"]
+
+
+def test_steering_moves_the_words_of_most_prompts_beyond_a_same_norm_random_vector(setup, model, tok):
     windows, train_window, points, resid = setup
     labels = windows.label[:, None].expand_as(windows.tokens)[train_window][:, 1:].flatten()
     classifier = analysis.UnigramClassifier.fit(windows.tokens[train_window][:, 1:].flatten(), labels,
                                                 model.cfg.vocab_size)
     words = analysis.word_tokens(tok, model.cfg.vocab_size)
-    prompts = torch.tensor([tok.encode(p, bos=True) for p in ["It is", "When the", "If you", "We have", "This is",
-                                                              "There was", "One of", "He said"]])
+    prompts = torch.tensor([tok.encode(p, bos=True) for p in PROMPTS])           # (40, 3)
+    n = len(prompts)
+    unsteered = torch.tensor([classifier.score(t, keep=words)
+                              for t in generation.greedy_continuations(model, prompts, max_new_tokens=24)])
     for layer in (1, 2):
         x = resid[points.index(f"layers.{layer}.hook_resid_post")][train_window][:, 1:]
         vector = analysis.mean_difference(x.flatten(0, 1), labels)
-        scores, repeated = [], []
-        for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, 1.25):
-            with model.hooks(analysis.steering_hooks(layer, vector, alpha)):
-                texts = generation.greedy_continuations(model, prompts, max_new_tokens=24)
-            scores.append(classifier.score([i for t in texts for i in t], keep=words))
-            repeated.append(sum(analysis.repetition_share(t) for t in texts) / len(texts))
-        useful = next((k for k, r in enumerate(repeated) if r > 0.10), len(repeated))
-        rising = scores[:useful]
-        assert len(rising) >= 2 and all(b > a for a, b in zip(rising, rising[1:])), (layer, scores, repeated)
-        assert rising[-1] - rising[0] >= 0.5, (layer, scores)
-        assert repeated[-1] > 0.3, "the largest scale should throw the generations into loops"
+        per_row = torch.cat([vector.expand(n, -1), analysis.random_directions(n, vector, seed=layer)])[:, None]
+        with model.hooks(analysis.steering_hooks(layer, per_row, 0.5)):
+            texts = generation.greedy_continuations(model, torch.cat([prompts, prompts]), max_new_tokens=24)
+        scores = torch.tensor([classifier.score(t, keep=words) for t in texts])     # (80,)
+        moved = analysis.Distribution.of(scores[:n] - unsteered)
+        paired = analysis.Distribution.of(scores[:n] - scores[n:])
+        assert moved.holds(mean_at_least=0.5) and moved.quantile(0.25) > 0, (layer, moved.summary())
+        assert paired.holds(mean_at_least=1 / 3), (layer, paired.summary())
+
+
+def test_passage_split_holds_out_a_quarter_of_each_labels_passages_by_seed():
+    windows = analysis.PassageWindows(torch.zeros(40, 3, dtype=torch.long), torch.arange(40) // 2,
+                                      (torch.arange(40) // 2 >= 8).long(), torch.zeros(40, 3, dtype=torch.bool))
+    train = analysis.passage_split(windows, seed=1)
+    held = windows.passage[~train].unique()
+    assert (held < 8).sum() == 2 and (held >= 8).sum() == 3                         # 25% of 8 and of 12 passages
+    assert all(bool(train[windows.passage == p].all() or (~train[windows.passage == p]).all()) for p in range(20))
+    assert torch.equal(train, analysis.passage_split(windows, seed=1))
+    assert not torch.equal(train, analysis.passage_split(windows, seed=2))
+    with pytest.raises(ValueError, match="too few"):
+        analysis.passage_split(windows, seed=0, test_share=1.0)
+
+
+def test_random_directions_have_the_vectors_norm_and_steer_row_by_row(model):
+    vector = torch.arange(model.cfg.dim, dtype=torch.float32)
+    random = analysis.random_directions(5, vector, seed=3)
+    assert random.shape == (5, model.cfg.dim)
+    assert torch.allclose(random.norm(dim=1), vector.norm().expand(5))
+    rows = torch.stack([torch.zeros(3, model.cfg.dim), torch.ones(3, model.cfg.dim)])      # (2, 3, dim)
+    hooks = analysis.steering_hooks(1, random[:2, None], 2.0)
+    assert torch.equal(hooks[0][1](rows, None)[:, 1:], rows[:, 1:] + 2.0 * random[:2, None])
+    assert torch.equal(hooks[0][1](rows, None)[:, 0], rows[:, 0])
+
+
+def test_direction_ablation_sets_the_component_to_the_value_and_keeps_the_rest():
+    x = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(0))
+    direction = torch.tensor([3.0, 4.0, 0, 0, 0, 0])                                # normalised inside
+    (name, ablate), = analysis.direction_ablation_hooks(2, direction, 0.5)
+    out = ablate(x, None)
+    assert name == "layers.2.hook_resid_post"
+    assert torch.allclose(out[:, 1:] @ (direction / 5), torch.full((2, 3), 0.5))
+    assert torch.equal(out[:, :, 2:], x[:, :, 2:]) and torch.equal(out[:, 0], x[:, 0])
+
+
+def test_predicted_scores_are_the_expected_log_ratio_of_the_next_token(model):
+    tokens = torch.randint(3, model.cfg.vocab_size, (3, 6), generator=torch.Generator().manual_seed(1))
+    log_ratio = torch.randn(model.cfg.vocab_size, generator=torch.Generator().manual_seed(2))
+    expected = (model(tokens)[:, 1:].softmax(-1) @ log_ratio).mean(1)
+    assert torch.allclose(analysis.predicted_scores(model, tokens, log_ratio, batch=2), expected, atol=1e-5)

@@ -98,3 +98,21 @@ def head_ablation_effects(model, tokens, metric: Callable, how: str = "zero", re
         for head in range(model.cfg.n_heads):
             effects[layer, head] = float(metric(ablate_heads(model, tokens, (layer, head), how, reference))) - clean
     return effects
+
+
+def direction_ablation_hooks(layer: int, direction: torch.Tensor, value: float | torch.Tensor,
+                             point: str = "hook_resid_post") -> list[tuple[str, Callable]]:
+    """[(name, fn)] that mean-ablates one direction of layers.{layer}.{point}: every position's component
+    along it is set to `value` (its mean over reference text), the rest of the vector left as it was.
+
+    direction (dim,) or one per row (batch, 1, dim) is normalised here; value is a number or one per row
+    (batch, 1, 1). Setting the component to its
+    mean, not to 0, removes what it says about this text without moving the stream off its usual range.
+    BOS is left alone, as steering_hooks does: every text shares it.
+    """
+    def ablate(x, hook):                                                           # x: (batch, seq, dim)
+        unit = (direction / direction.norm(dim=-1, keepdim=True)).to(x)           # (dim,) or (batch, 1, dim)
+        rest = x[:, 1:]                                                            # (batch, seq - 1, dim)
+        along = (rest * unit).sum(-1, keepdim=True)                                # (batch, seq - 1, 1)
+        return torch.cat([x[:, :1], rest + (torch.as_tensor(value).to(x) - along) * unit], dim=1)
+    return [(f"layers.{layer}.{point}", ablate)]

@@ -35,7 +35,7 @@ __all__ = [
     "HeadWeights", "head_weights", "trained_token_ids", "token_residuals", "ov_circuit", "copying_score",
     "diagonal_ranks",
     "qk_circuit", "composition_score", "composition_scores", "random_composition_baseline",
-    "path_ablation_hooks",
+    "random_composition_scores", "path_ablation_hooks",
 ]
 
 KINDS = ("q", "k", "v")
@@ -234,17 +234,26 @@ def composition_scores(model, layer: int, head: int, kind: str = "k") -> torch.T
     return scores
 
 
-def random_composition_baseline(model, samples: int = 200, seed: int = 0) -> float:
-    """The mean composition score of random Gaussian matrices with a head's shapes (what chance gives)."""
+def random_composition_scores(model, draws: int = 200, seed: int = 0) -> torch.Tensor:
+    """Composition scores of random Gaussian matrices with a head's shapes, one per draw, (draws,).
+
+    The weights of a trained model are fixed, so the unit that varies in a composition claim is the
+    random baseline: a score means something only above the spread of these draws, not just their mean.
+    """
     cfg = model.cfg
     generator = torch.Generator().manual_seed(seed)
 
     def factor(*shape):
         return torch.randn(*shape, generator=generator)
 
-    scores = [composition_score(factor(cfg.head_dim, cfg.dim), factor(cfg.head_dim, cfg.dim),
-                                factor(cfg.dim, cfg.head_dim), factor(cfg.head_dim, cfg.dim)) for _ in range(samples)]
-    return sum(scores) / samples
+    return torch.tensor([composition_score(factor(cfg.head_dim, cfg.dim), factor(cfg.head_dim, cfg.dim),
+                                           factor(cfg.dim, cfg.head_dim), factor(cfg.head_dim, cfg.dim))
+                         for _ in range(draws)], dtype=torch.float64)              # (draws,)
+
+
+def random_composition_baseline(model, samples: int = 200, seed: int = 0) -> float:
+    """The mean composition score of random Gaussian matrices with a head's shapes (what chance gives)."""
+    return float(random_composition_scores(model, samples, seed).mean())
 
 
 def path_ablation_hooks(model, sources, layer: int, kind: str = "k") -> list[tuple[str, Callable]]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["LinearProbe", "PassageWindows", "balanced_accuracy", "passage_windows", "probe_accuracy",
-           "random_token_labels", "residual_stack", "shared_token_mask", "token_identity_accuracy",
+__all__ = ["LinearProbe", "PassageWindows", "balanced_accuracy", "passage_split", "passage_windows",
+           "probe_accuracy", "random_token_labels", "residual_stack", "shared_token_mask", "token_identity_accuracy",
            "train_probe"]
 
 
@@ -67,6 +67,24 @@ def passage_windows(tok, records: list[dict], length: int, positive: str = "jarg
     if not tokens:
         raise ValueError(f"no passage has {length} tokens: pass a shorter length")
     return PassageWindows(torch.tensor(tokens), torch.tensor(passage), torch.tensor(label), torch.tensor(quoted))
+
+
+def passage_split(windows: PassageWindows, seed: int, test_share: float = 0.25) -> torch.Tensor:
+    """(windows,) True for training windows: a random test_share of each label's passages is held out.
+
+    One fixed split is one draw: a probe's accuracy moves by points from one split to the next, so a
+    claim is read over many seeds. Drawn per label, so both classes are in every test set.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    test = torch.zeros(int(windows.passage.max()) + 1, dtype=torch.bool)          # (passages,)
+    for c in (0, 1):
+        mine = windows.passage[windows.label == c].unique()                          # (passages of label c,)
+        count = max(1, round(test_share * len(mine)))
+        if count >= len(mine):
+            raise ValueError(f"label {c} has {len(mine)} passage(s): too few to hold {test_share:.0%} out and "
+                             "train on the rest")
+        test[mine[torch.randperm(len(mine), generator=generator)[:count]]] = True
+    return ~test[windows.passage]                                                    # (windows,)
 
 
 @torch.no_grad()

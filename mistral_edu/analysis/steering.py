@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 
-__all__ = ["UnigramClassifier", "mean_difference", "repetition_share", "steered_loss",
-           "steering_hooks", "word_tokens"]
+__all__ = ["UnigramClassifier", "mean_difference", "predicted_scores", "random_directions", "repetition_share",
+           "steered_loss", "steering_hooks", "word_tokens"]
 
 
 def mean_difference(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -30,17 +30,30 @@ def mean_difference(x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def steering_hooks(layer: int, vector: torch.Tensor, scale: float, point: str = "hook_resid_post") -> list:
     """[(name, fn)] for model.hooks(): adds scale * vector to layers.{layer}.{point} at every position.
 
-    A call that sees several positions is a whole sequence from its start (a prompt, or windows), so
-    its first position, BOS, is left alone: every text shares it, and many heads use it as a resting
-    place, so moving it would disturb them without saying anything about style. A call that sees one
-    position is a decoding step, always past BOS. (Feeding a prompt in chunks would break this rule.)
+    vector is (dim,), or (batch, 1, dim) to steer each row of the batch with its own vector (a random
+    control per prompt, in the same forward pass). A call that sees several positions is a whole
+    sequence from its start (a prompt, or windows), so its first position, BOS, is left alone: every
+    text shares it, and many heads use it as a resting place, so moving it would disturb them without
+    saying anything about style. A call that sees one position is a decoding step, always past BOS.
+    (Feeding a prompt in chunks would break this rule.)
     """
     def add(x, hook):                                                              # x: (batch, seq, dim)
-        shift = (scale * vector).to(x)                                             # (dim,)
+        shift = (scale * vector).to(x)                                             # (dim,) or (batch, 1, dim)
         if x.shape[1] > 1:                                                         # a prompt: skip its BOS
             return torch.cat([x[:, :1], x[:, 1:] + shift], dim=1)
         return x + shift
     return [(f"layers.{layer}.{point}", add)]
+
+
+def random_directions(n: int, like: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """n random directions with the norm of `like` (dim,), (n, dim): the control every steering vector needs.
+
+    Adding any vector that large moves the stream; only what the real vector does beyond same-norm
+    random ones is evidence that its direction, not its size, matters.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    random = torch.randn(n, like.shape[-1], generator=generator)                   # (n, dim)
+    return random / random.norm(dim=1, keepdim=True) * like.float().norm()         # (n, dim)
 
 
 @torch.no_grad()
@@ -54,6 +67,23 @@ def steered_loss(model, tokens: torch.Tensor, hooks: list = (), batch: int = 64)
             total += float(F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten(), reduction="sum"))
             count += rows[:, 1:].numel()
     return total / count
+
+
+@torch.no_grad()
+def predicted_scores(model, tokens: torch.Tensor, log_ratio: torch.Tensor, hooks: list = (),
+                     batch: int = 64) -> torch.Tensor:
+    """(windows, seq) -> (windows,): the expected log_ratio (vocab,) of the model's next-token distribution,
+    averaged over positions 1.. of each window, with the hooks attached.
+
+    With a UnigramClassifier's log_ratio it asks which source the model's own predictions lean to, so an
+    intervention's effect on the task is measured on the model's output, not on a probe.
+    """
+    scores = []
+    with model.hooks(list(hooks)):
+        for rows in tokens.split(batch):
+            probs = model(rows.to(model.device))[:, 1:].float().softmax(-1)        # (rows, seq - 1, vocab)
+            scores.append((probs @ log_ratio.to(probs)).mean(1).cpu())             # (rows,)
+    return torch.cat(scores)                                                       # (windows,)
 
 
 @dataclass

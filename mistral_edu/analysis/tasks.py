@@ -50,3 +50,36 @@ def corrupted_copy_task(vocab, span: int = 12, j: int = 6, seed: int = 0, bos_id
     corrupted = clean.clone()
     corrupted[0, 1 + j] = x
     return CopyTask(clean, corrupted, changed=1 + j, correct=int(a[j]), wrong=x)
+
+
+@dataclass(frozen=True)
+class CopyTasks:
+    """Many CopyTasks of one shape, stacked: clean, corrupted (draws, seq); correct, wrong (draws,).
+
+    Every draw changes the same position, so one forward pass runs them all, and a claim about the
+    copy circuit is read over many random sequences instead of one.
+    """
+
+    clean: torch.Tensor
+    corrupted: torch.Tensor
+    changed: int
+    correct: torch.Tensor
+    wrong: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+    def metric(self, logits: torch.Tensor) -> torch.Tensor:
+        """logit(correct) - logit(wrong) at the last position, per draw: logits (draws, seq, vocab) -> (draws,)."""
+        rows = torch.arange(len(self.correct), device=logits.device)
+        last = logits[:, -1].float()                                              # (draws, vocab)
+        return last[rows, self.correct.to(logits.device)] - last[rows, self.wrong.to(logits.device)]
+
+
+def corrupted_copy_tasks(vocab, seeds, span: int = 12, j: int = 6, bos_id: int = 1) -> CopyTasks:
+    """corrupted_copy_task for each seed, stacked into one batch (see CopyTasks)."""
+    tasks = [corrupted_copy_task(vocab, span, j, seed, bos_id) for seed in seeds]
+    if not tasks:
+        raise ValueError("give at least one seed")
+    return CopyTasks(torch.cat([t.clean for t in tasks]), torch.cat([t.corrupted for t in tasks]), tasks[0].changed,
+                     torch.tensor([t.correct for t in tasks]), torch.tensor([t.wrong for t in tasks]))

@@ -4,8 +4,12 @@ Lesson 13 compares what a decode step costs with what it must cost: the bytes it
 memory bandwidth. These functions measure both sides on whatever device the model is on, after a warm-up
 (the first run pays for allocation and kernel selection). best_seconds keeps the fastest run; for comparing
 variants, interleaved_seconds runs them in turn and keeps every run, so that a burst of load on a shared
-machine hits them all alike, and relative_spread says how much the runs disagree. On a GPU the clock is read only after the device has finished (torch.cuda.synchronize):
-kernels run asynchronously, and a clock read after a launch measures the launch, not the work.
+machine hits them all alike, and relative_spread says how much the runs disagree. On a shared machine
+the runs disagree a lot (other programs only ever add time), while the fastest run is reproducible:
+split_half_spread says whether it is, comparing the fastest run of the first half of the runs with the
+fastest of the second. On a GPU the clock is read only after the device has finished
+(torch.cuda.synchronize): kernels run asynchronously, and a clock read after a launch measures the
+launch, not the work.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from .fast_path import FastDecoder
 from .fusion import fuse_projections
 
 __all__ = ["copy_bandwidth", "fast_step", "fast_step_seconds", "interleaved_seconds", "matmul_flop_rate", "best_seconds",
-           "model_bytes_read_per_step", "plain_step", "plain_step_seconds", "relative_spread"]
+           "model_bytes_read_per_step", "plain_step", "plain_step_seconds", "relative_spread",
+           "split_half_spread"]
 
 
 def _sync(device: torch.device) -> None:
@@ -67,6 +72,21 @@ def relative_spread(times: list[float]) -> float:
     q1, median, q3 = torch.tensor(times, dtype=torch.float64).quantile(torch.tensor([0.25, 0.5, 0.75],
                                                                                       dtype=torch.float64)).tolist()
     return (q3 - q1) / median
+
+
+def split_half_spread(times: list[float]) -> float:
+    """How far the fastest run of the first half of `times` (in the order run) is from the fastest of the
+    second half, over the smaller of the two (0.1 = 10%).
+
+    Load from other programs comes in bursts and only adds time: if both halves found a quiet moment,
+    their fastest runs agree and the overall fastest run is the step's own cost; if they disagree, one
+    half never ran unloaded and the minimum is not to be trusted either.
+    """
+    if len(times) < 2:
+        raise ValueError(f"split_half_spread needs at least 2 runs to split, got {len(times)}")
+    half = len(times) // 2
+    first, second = min(times[:half]), min(times[half:])
+    return abs(first - second) / min(first, second)
 
 
 def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float:
