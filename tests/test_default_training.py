@@ -77,3 +77,15 @@ def test_fine_tuning_starts_from_the_given_checkpoint():
     load_init(model, DEFAULT_DIR)
     shipped = me.load_model(DEFAULT_DIR, verbose=False)
     assert all(torch.equal(p, shipped.state_dict()[n]) for n, p in model.named_parameters())
+
+
+def test_unigram_copy_rows_repeat_tokens_drawn_from_the_stream(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    args = parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1", "--copy-tokens", "unigram"])
+    rows, _ = data.batch(3, args)
+    assert np.isin(rows[:, 1:].numpy(), data.train).all() and not (rows[:, 1:] == 1).any()
+    uniform, _ = data.batch(3, parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1", "--steps", "10"]))
+    assert not torch.equal(rows, uniform)
+    for row in rows[:, 1:]:
+        period = next(p for p in range(8, 65) if torch.equal(row[p:], row[:-p]))
+        assert 8 <= period <= 64

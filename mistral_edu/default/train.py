@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
     parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
+    parser.add_argument("--copy-tokens", choices=("uniform", "unigram"), default="uniform",
+                        help="copy rows draw tokens uniformly from the copy vocabulary, or as often as the corpus "
+                             "uses them (then a copy row has prose's word statistics and only its order differs)")
     parser.add_argument("--copy-vocab-start", type=int, default=200)
     parser.add_argument("--copy-vocab-end", type=int, default=4000)
     parser.add_argument("--loss-types", type=int, default=8000,
@@ -99,6 +102,7 @@ class Data:
             np.savez(cache, train=self.train, heldout=self.heldout)
         ids, counts = np.unique(self.train, return_counts=True)
         self.by_frequency = ids[np.argsort(-counts, kind="stable")].astype(np.int32)  # (types,)
+        self.unigram = self.train[self.train != tokenizer.bos_id]       # drawing from it draws by frequency
         if loss_types == 0:
             self.used = np.arange(tokenizer.vocab_size, dtype=np.int64)
         else:
@@ -132,7 +136,7 @@ class Data:
         natural, second = corpus.repeat_span_batch(self.train, rng, n_natural, args.seq, *args.natural_span)
         rows.append(natural)
         weights.append(np.where(second[:, 1:], np.float32(args.copy_weight), np.float32(1.0)))
-        vocab = self.copy_vocab(step, args)
+        vocab = self.copy_vocab(step, args) if args.copy_tokens == "uniform" else self.unigram
         for _ in range(n_copy):
             rows.append(corpus.copy_batch(rng, vocab, 1, int(rng.integers(8, 65)), args.seq))
         weights.append(np.ones((n_copy, args.seq), np.float32))
