@@ -81,7 +81,7 @@ def tokenize_documents(tokenizer, docs: list[str]) -> np.ndarray:
 def text_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, seq: int) -> np.ndarray:
     """(batch, seq + 1) windows of the id stream at random offsets; each row starts with BOS (1)."""
     starts = rng.integers(0, len(stream) - seq, size=batch)
-    rows = np.stack([stream[s:s + seq] for s in starts])          # (batch, seq)
+    rows = stream[starts[:, None] + np.arange(seq)]                # (batch, seq), also for batch 0
     return np.concatenate([np.ones((batch, 1), np.int32), rows], axis=1)
 
 
