@@ -14,6 +14,11 @@ Two choices are meant to make it feasible on a CPU and to make induction heads f
 - Part of each batch is BOS + random tokens repeated ("copy rows"). Their tokens come from the most
   frequent types, a vocabulary that starts small (copying from 200 types is learned fast) and widens
   during training; induction is measured on ordinary English words, many never copied in training.
+
+For copying in running text (issue 28) the script also offers: the full softmax (--loss-types 0),
+rows of text in which a span is written again (--natural-fraction, weighted by --copy-weight), copy
+rows with the corpus's word frequencies (--copy-tokens unigram), and fine-tuning (--init). Their
+defaults leave the recipe above unchanged: the same seed draws the same rows.
 """
 from __future__ import annotations
 
