@@ -89,3 +89,13 @@ def test_unigram_copy_rows_repeat_tokens_drawn_from_the_stream(tokenizer, tmp_pa
     for row in rows[:, 1:]:
         period = next(p for p in range(8, 65) if torch.equal(row[p:], row[:-p]))
         assert 8 <= period <= 64
+
+
+def test_copy_first_weight_weighs_exactly_the_first_span(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    args = parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1", "--copy-first-weight", "0"])
+    rows, weights = data.batch(5, args)
+    for row, weight in zip(rows[:, 1:], weights):
+        period = next(p for p in range(8, 65) if torch.equal(row[p:], row[:-p]))
+        assert (weight[:period] == 0).all() and (weight[period:] == 1).all()
+    assert torch.equal(rows, data.batch(5, parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1"]))[0])

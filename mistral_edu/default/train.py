@@ -54,6 +54,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--copy-tokens", choices=("uniform", "unigram"), default="uniform",
                         help="copy rows draw tokens uniformly from the copy vocabulary, or as often as the corpus "
                              "uses them (then a copy row has prose's word statistics and only its order differs)")
+    parser.add_argument("--copy-first-weight", type=float, default=1.0,
+                        help="loss weight of a copy row's first span (random, so unpredictable): 0 keeps a model "
+                             "from learning to predict unigram noise in contexts that look like prose")
     parser.add_argument("--copy-vocab-start", type=int, default=200)
     parser.add_argument("--copy-vocab-end", type=int, default=4000)
     parser.add_argument("--loss-types", type=int, default=8000,
@@ -128,7 +131,7 @@ class Data:
 
         Rows: text windows, then natural-repeat rows (a span of the text written again later in the
         row; its second copy's tokens 2.. weigh copy_weight), then copy rows of random tokens with
-        spans of 8 to 64 tokens.
+        spans of 8 to 64 tokens (their first span weighs copy_first_weight).
         """
         rng = np.random.default_rng([args.seed, step])
         n_copy = int(round(args.batch * args.copy_fraction))
@@ -143,8 +146,11 @@ class Data:
         weights.append(np.where(second[:, 1:], np.float32(args.copy_weight), np.float32(1.0)))
         vocab = self.copy_vocab(step, args) if args.copy_tokens == "uniform" else self.unigram
         for _ in range(n_copy):
-            rows.append(corpus.copy_batch(rng, vocab, 1, int(rng.integers(8, 65)), args.seq))
-        weights.append(np.ones((n_copy, args.seq), np.float32))
+            span = int(rng.integers(8, 65))
+            rows.append(corpus.copy_batch(rng, vocab, 1, span, args.seq))
+            weight = np.ones((1, args.seq), np.float32)
+            weight[0, :span] = args.copy_first_weight                          # targets 1..span: the first copy
+            weights.append(weight)
         return torch.from_numpy(np.concatenate(rows).astype(np.int64)), torch.from_numpy(np.concatenate(weights))
 
 
