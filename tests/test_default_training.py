@@ -99,3 +99,12 @@ def test_copy_first_weight_weighs_exactly_the_first_span(tokenizer, tmp_path):
         period = next(p for p in range(8, 65) if torch.equal(row[p:], row[:-p]))
         assert (weight[:period] == 0).all() and (weight[period:] == 1).all()
     assert torch.equal(rows, data.batch(5, parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1"]))[0])
+
+
+def test_text_copy_rows_repeat_a_passage_of_the_stream(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    rows, _ = data.batch(2, parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1", "--copy-tokens", "text"]))
+    text = data.train.tobytes()
+    for row in rows[:, 1:].numpy().astype(np.int32):
+        period = next(p for p in range(8, 65) if np.array_equal(row[p:], row[:-p]))
+        assert row[:period].tobytes() in text                             # consecutive tokens of the stream

@@ -121,6 +121,18 @@ def repeat_span_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, 
     return rows, second
 
 
+def passage_copy_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, span: int, seq: int) -> np.ndarray:
+    """(batch, seq + 1): BOS, then a passage of `span` consecutive stream tokens repeated until the row is full.
+
+    copy_batch's shape with running text instead of random tokens: the repeats look like prose in
+    every respect but the repetition itself, so a model cannot learn to copy only where text looks random.
+    """
+    starts = rng.integers(0, len(stream) - span, size=batch)
+    spans = stream[starts[:, None] + np.arange(span)]                  # (batch, span)
+    body = np.tile(spans, (1, -(-seq // span)))[:, :seq]              # (batch, seq)
+    return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)
+
+
 HELDOUT_LABELLED = Path(__file__).parent / "heldout_labelled.jsonl"
 
 
