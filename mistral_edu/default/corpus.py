@@ -81,7 +81,7 @@ def tokenize_documents(tokenizer, docs: list[str]) -> np.ndarray:
 def text_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, seq: int) -> np.ndarray:
     """(batch, seq + 1) windows of the id stream at random offsets; each row starts with BOS (1)."""
     starts = rng.integers(0, len(stream) - seq, size=batch)
-    rows = np.stack([stream[s:s + seq] for s in starts])          # (batch, seq)
+    rows = stream[starts[:, None] + np.arange(seq)]                # (batch, seq), also for batch 0
     return np.concatenate([np.ones((batch, 1), np.int32), rows], axis=1)
 
 
@@ -93,6 +93,43 @@ def copy_batch(rng: np.random.Generator, vocab: np.ndarray, batch: int, span: in
     """
     spans = vocab[rng.integers(0, len(vocab), size=(batch, span))]   # (batch, span)
     body = np.tile(spans, (1, -(-seq // span)))[:, :seq]            # (batch, seq)
+    return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)
+
+
+def repeat_span_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, seq: int, span_min: int,
+                      span_max: int) -> tuple[np.ndarray, np.ndarray]:
+    """(batch, seq + 1) rows of running text in which a span of the row is written again later, and a
+    (batch, seq + 1) mask of the second copy's tokens 2.. (those the first copy predicts).
+
+    Each row: BOS, a window of the stream up to an insertion point, a copy of an earlier span of
+    that window (span_min to span_max tokens), then the text goes on from the insertion point. So
+    copying is useful exactly where natural text repeats itself, at any distance the row allows.
+    """
+    if not 2 <= span_min <= span_max or 2 * span_max > seq:
+        raise ValueError(f"need 2 <= span_min <= span_max <= seq / 2, got {span_min}, {span_max}, seq {seq}")
+    rows = np.ones((batch, seq + 1), np.int32)
+    second = np.zeros((batch, seq + 1), bool)
+    for r in range(batch):
+        span = int(rng.integers(span_min, span_max + 1))
+        start = int(rng.integers(0, len(stream) - seq))
+        window = stream[start:start + seq]                                         # (seq,)
+        source = int(rng.integers(0, seq - 2 * span + 1))
+        insert = int(rng.integers(source + span, seq - span + 1))
+        body = np.concatenate([window[:insert], window[source:source + span], window[insert:]])[:seq]
+        rows[r, 1:] = body
+        second[r, 1 + insert + 1:1 + insert + span] = True
+    return rows, second
+
+
+def passage_copy_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, span: int, seq: int) -> np.ndarray:
+    """(batch, seq + 1): BOS, then a passage of `span` consecutive stream tokens repeated until the row is full.
+
+    copy_batch's shape with running text instead of random tokens: the repeats look like prose in
+    every respect but the repetition itself, so a model cannot learn to copy only where text looks random.
+    """
+    starts = rng.integers(0, len(stream) - span, size=batch)
+    spans = stream[starts[:, None] + np.arange(span)]                  # (batch, span)
+    body = np.tile(spans, (1, -(-seq // span)))[:, :seq]              # (batch, seq)
     return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)
 
 

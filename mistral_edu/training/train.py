@@ -14,6 +14,11 @@ Two choices are meant to make it feasible on a CPU and to make induction heads f
 - Part of each batch is BOS + random tokens repeated ("copy rows"). Their tokens come from the most
   frequent types, a vocabulary that starts small (copying from 200 types is learned fast) and widens
   during training; induction is measured on ordinary English words, many never copied in training.
+
+For copying in running text (issue 28) the script also offers: the full softmax (--loss-types 0),
+rows of text in which a span is written again (--natural-fraction, weighted by --copy-weight), copy
+rows with the corpus's word frequencies (--copy-tokens unigram), and fine-tuning (--init). Their
+defaults leave the recipe above unchanged: the same seed draws the same rows.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from ..default import DEFAULT_DIR, corpus
+from ..analysis.default_targets import copying_targets, default_targets
+from ..analysis.next_token import heldout_windows, never_trained_types, position_bucket_losses, type_mass, window_loss
 from ..analysis.heads import (duplicate_token_scores, first_token_scores, induction_scores,
                              previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
 from ..config import ModelConfig
@@ -44,10 +51,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
     parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
+    parser.add_argument("--copy-tokens", choices=("uniform", "unigram", "text"), default="uniform",
+                        help="copy rows draw tokens uniformly from the copy vocabulary, or as often as the corpus "
+                             "uses them (then a copy row has prose's word statistics and only its order differs), "
+                             "or repeat a passage of the corpus (prose in every respect but the repetition)")
+    parser.add_argument("--copy-first-weight", type=float, default=1.0,
+                        help="loss weight of a copy row's first span (random, so unpredictable): 0 keeps a model "
+                             "from learning to predict unigram noise in contexts that look like prose")
     parser.add_argument("--copy-vocab-start", type=int, default=200)
     parser.add_argument("--copy-vocab-end", type=int, default=4000)
     parser.add_argument("--loss-types", type=int, default=8000,
-                        help="the loss covers this many of the most frequent token types (the output layer's cost)")
+                        help="the loss covers this many of the most frequent token types (the output layer's cost); "
+                             "0: the full 32000-way softmax, which pushes never-seen types down with finite logits")
+    parser.add_argument("--natural-fraction", type=float, default=0.0,
+                        help="share of rows that are text with a span of it written again later in the row")
+    parser.add_argument("--natural-span", type=int, nargs=2, default=(8, 48), metavar=("MIN", "MAX"),
+                        help="length range of the repeated natural span")
+    parser.add_argument("--copy-weight", type=float, default=1.0,
+                        help="loss weight of tokens 2.. of each natural span's second copy (the copying signal)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="fine-tune: a folder with params.json + consolidated.safetensors to start from "
+                             "(used only when --work holds no state)")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--qk-lr-scale", type=float, default=1.0,
@@ -74,6 +98,7 @@ class Data:
     """The tokenised train/held-out streams, the types the loss covers, and the copy vocabularies."""
 
     def __init__(self, tokenizer, work: Path, loss_types: int):
+        """loss_types 0 means every one of the tokenizer's types (the full softmax)."""
         self.tokenizer = tokenizer
         cache = work / "tokens.npz"
         if cache.is_file():
@@ -86,7 +111,11 @@ class Data:
             np.savez(cache, train=self.train, heldout=self.heldout)
         ids, counts = np.unique(self.train, return_counts=True)
         self.by_frequency = ids[np.argsort(-counts, kind="stable")].astype(np.int32)  # (types,)
-        self.used = np.union1d(self.by_frequency[:loss_types], [tokenizer.bos_id, tokenizer.eos_id]).astype(np.int64)
+        self.unigram = self.train[self.train != tokenizer.bos_id]       # drawing from it draws by frequency
+        if loss_types == 0:
+            self.used = np.arange(tokenizer.vocab_size, dtype=np.int64)
+        else:
+            self.used = np.union1d(self.by_frequency[:loss_types], [tokenizer.bos_id, tokenizer.eos_id]).astype(np.int64)
         self.column = np.full(tokenizer.vocab_size, -1, np.int64)
         self.column[self.used] = np.arange(len(self.used))
 
@@ -98,15 +127,35 @@ class Data:
         words = self.by_frequency[self.by_frequency != self.tokenizer.bos_id]
         return words[: int(size)]
 
-    def batch(self, step: int, args) -> torch.Tensor:
-        """(batch, seq + 1) rows: text windows, then copy rows with spans of 8 to 64 tokens."""
+    def batch(self, step: int, args) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, seq + 1) rows and (batch, seq) loss weights of their targets.
+
+        Rows: text windows, then natural-repeat rows (a span of the text written again later in the
+        row; its second copy's tokens 2.. weigh copy_weight), then copy rows of random tokens with
+        spans of 8 to 64 tokens (their first span weighs copy_first_weight).
+        """
         rng = np.random.default_rng([args.seed, step])
         n_copy = int(round(args.batch * args.copy_fraction))
-        rows = [corpus.text_batch(self.train, rng, args.batch - n_copy, args.seq)]
-        vocab = self.copy_vocab(step, args)
+        n_natural = int(round(args.batch * args.natural_fraction))
+        if n_copy + n_natural > args.batch:
+            raise ValueError(f"--copy-fraction {args.copy_fraction} + --natural-fraction {args.natural_fraction} "
+                             "exceed 1: lower one of them")
+        rows = [corpus.text_batch(self.train, rng, args.batch - n_copy - n_natural, args.seq)]
+        weights = [np.ones((args.batch - n_copy - n_natural, args.seq), np.float32)]
+        natural, second = corpus.repeat_span_batch(self.train, rng, n_natural, args.seq, *args.natural_span)
+        rows.append(natural)
+        weights.append(np.where(second[:, 1:], np.float32(args.copy_weight), np.float32(1.0)))
+        vocab = self.copy_vocab(step, args) if args.copy_tokens == "uniform" else self.unigram
         for _ in range(n_copy):
-            rows.append(corpus.copy_batch(rng, vocab, 1, int(rng.integers(8, 65)), args.seq))
-        return torch.from_numpy(np.concatenate(rows).astype(np.int64))
+            span = int(rng.integers(8, 65))
+            if args.copy_tokens == "text":
+                rows.append(corpus.passage_copy_batch(self.train, rng, 1, span, args.seq))
+            else:
+                rows.append(corpus.copy_batch(rng, vocab, 1, span, args.seq))
+            weight = np.ones((1, args.seq), np.float32)
+            weight[0, :span] = args.copy_first_weight                          # targets 1..span: the first copy
+            weights.append(weight)
+        return torch.from_numpy(np.concatenate(rows).astype(np.int64)), torch.from_numpy(np.concatenate(weights))
 
 
 # ----------------------------------------------------------------------------- model
@@ -116,13 +165,19 @@ def init_model(cfg: ModelConfig, seed: int) -> Transformer:
     return random_init_(Transformer(cfg), seed, scale_residual_outputs=True)
 
 
-def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data) -> torch.Tensor:
-    """Next-token cross-entropy over the used token types only (targets outside them are skipped)."""
+def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Next-token cross-entropy over the used token types only (targets outside them are skipped),
+    averaged with the per-target weights (batch, seq) when given."""
     used = torch.from_numpy(data.used).to(rows.device)
     h = model(rows[:, :-1], return_hidden=True)                                          # (batch, seq, dim)
-    logits = h @ model.output.weight[used].T                                             # (batch, seq, used)
-    targets = torch.from_numpy(data.column).to(rows.device)[rows[:, 1:]]                                  # (batch, seq)
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+    weight = model.output.weight if len(used) == model.cfg.vocab_size else model.output.weight[used]
+    logits = h @ weight.T                                                                # (batch, seq, used)
+    targets = torch.from_numpy(data.column).to(rows.device)[rows[:, 1:]]                 # (batch, seq)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1,
+                             reduction="none")                                           # (batch * seq,)
+    w = torch.ones_like(losses) if weights is None else weights.reshape(-1).to(losses.device)
+    w = w * (targets.reshape(-1) >= 0)
+    return (losses * w).sum() / w.sum()
 
 
 def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
@@ -179,14 +234,26 @@ def load_state(model: Transformer, optimizer: torch.optim.AdamW, work: Path) -> 
     return step
 
 
+def load_init(model: Transformer, folder: Path) -> None:
+    """Start from a saved checkpoint (fine-tuning), e.g. the shipped default, instead of a random init."""
+    source = load_model(folder, verbose=False)
+    if source.cfg != model.cfg:
+        raise ValueError(f"{folder} holds a {source.cfg} model, not the {model.cfg} this script trains")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(source.state_dict()[name].to(p.dtype))
+
+
 def export(model: Transformer, data: Data, folder: Path) -> Path:
-    """Write the Mistral layout in bf16, giving each never-trained output row the mean used row."""
+    """Write the Mistral layout in bf16, giving each never-trained output row the mean used row
+    (with the full softmax every row was trained, and none is replaced)."""
     unused = torch.ones(model.cfg.vocab_size, dtype=torch.bool)
     unused[torch.from_numpy(data.used)] = False
     with torch.no_grad():
         weight = model.output.weight.detach().clone()
         unused = unused.to(weight.device)
-        weight[unused] = weight[~unused].mean(dim=0)
+        if unused.any():
+            weight[unused] = weight[~unused].mean(dim=0)
         original = model.output.weight.data
         model.output.weight.data = weight
         save_consolidated(model, folder)
@@ -212,6 +279,21 @@ def print_samples(folder: Path, tokenizer) -> None:
 
 
 # ----------------------------------------------------------------------------- evaluation
+
+def evaluate_targets(model: Transformer, data: Data) -> dict:
+    """The issue's copying measurements, the loss by position and over every 128-token held-out window,
+    and the mass on never-trained types over 16 windows: the curve each run logs (analysis's definitions)."""
+    stream = data.heldout
+    windows = heldout_windows(stream)                                                    # (283, 129)
+    sample = windows[torch.linspace(0, len(windows) - 1, 16).long()]                      # (16, 129)
+    unseen = never_trained_types(corpus.train_types(), model.cfg.vocab_size)
+    model.eval()
+    result = {**copying_targets(model, data.tokenizer, stream), "window_loss": window_loss(model, stream),
+              "position_loss": position_bucket_losses(model, stream),
+              "unseen_mass_16": type_mass(model, sample, unseen).mean().item()}
+    model.train()
+    return result
+
 
 def evaluate(model: Transformer, data: Data, args) -> dict:
     """Held-out loss (used types) and the best head of each kind, on fixed batches."""
@@ -243,9 +325,12 @@ def train(args) -> None:
     model = init_model(ModelConfig.tiny(), args.seed).to(args.device)
     optimizer = make_optimizer(model, args)
     step = load_state(model, optimizer, args.work)
+    if step == 0 and args.init is not None:
+        load_init(model, args.init)
     if args.export_only:
         print(json.dumps(evaluate(model, data, args)))
         print("exported to", export(model, data, args.out))
+        print(json.dumps(default_targets(load_model(args.out, verbose=False), tokenizer)))
         if args.write_heldout:
             write_heldout_sample(args.out / "heldout.txt")
         print_samples(args.out, tokenizer)
@@ -260,7 +345,8 @@ def train(args) -> None:
     while step < args.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args) * group["lr_scale"]
-        loss = restricted_loss(model, data.batch(step, args).to(args.device), data)
+        rows, weights = data.batch(step, args)
+        loss = restricted_loss(model, rows.to(args.device), data, weights.to(args.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -274,7 +360,8 @@ def train(args) -> None:
         if step % args.checkpoint_every == 0 or step == args.steps:
             save_state(model, optimizer, step, args.work)
         if step % args.eval_every == 0 or step == args.steps:
-            bar.write(f"eval step {step}: " + json.dumps(evaluate(model, data, args)))
+            bar.write(f"eval step {step}: " + json.dumps({**evaluate(model, data, args),
+                                                           **evaluate_targets(model, data)}))
     bar.close()
 
 
