@@ -96,3 +96,17 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def block_outside_requests(page, allowed: str) -> list[str]:
+    """Abort every request of a Playwright page whose URL does not start with `allowed`; the returned list fills
+    with the blocked URLs, so a browser test can assert that a page asked for nothing outside (no CDN, no network)."""
+    blocked = []
+
+    def route(r):
+        if r.request.url.startswith(allowed):
+            return r.continue_()
+        blocked.append(r.request.url)
+        return r.abort()
+    page.route("**/*", route)
+    return blocked

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import block_outside_requests
+
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -97,18 +99,12 @@ class Browser:
     def __init__(self, playwright, allowed: str):
         self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         self.page = self.browser.new_page(viewport={"width": 1300, "height": 900})
-        self.blocked, self.errors = [], []
+        self.errors = []
         self.page.on("pageerror", lambda e: self.errors.append(e.stack or str(e)))
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("requestfailed", lambda r: r.url.startswith(allowed)
                      and self.errors.append(f"{r.url}: {r.failure}"))
-
-        def route(r):
-            if r.request.url.startswith(allowed):
-                return r.continue_()
-            self.blocked.append(r.request.url)
-            return r.abort()
-        self.page.route("**/*", route)
+        self.blocked = block_outside_requests(self.page, allowed)
 
     def clean(self) -> bool:
         return self.blocked == [] and self.errors == []

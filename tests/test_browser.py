@@ -32,6 +32,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from conftest import block_outside_requests
+
 CHROMIUM = Path("/usr/bin/chromium")
 HERE = Path(__file__).parent
 DOCS = HERE.parent / "docs"
@@ -91,17 +93,11 @@ class Browser:
     def __init__(self, playwright, allowed: str):
         self.browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         self.page = self.browser.new_page(viewport={"width": 1300, "height": 900})
-        self.blocked, self.errors, self.dialogs = [], [], []
+        self.errors, self.dialogs = [], []
         self.page.on("pageerror", lambda e: self.errors.append(e.stack or str(e)))   # the stack says whose code
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
         self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-
-        def route(r):
-            if r.request.url.startswith(allowed):
-                return r.continue_()
-            self.blocked.append(r.request.url)
-            return r.abort()
-        self.page.route("**/*", route)
+        self.blocked = block_outside_requests(self.page, allowed)
 
     def close(self):
         self.browser.close()
