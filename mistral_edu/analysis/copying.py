@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..default import corpus
+from .next_token import token_losses
 from .heads import induction_scores, previous_token_scores, repeated_random_tokens, word_token_ids
 
 # Written for this measurement: in neither the King James Bible nor the Jargon File.
@@ -74,11 +74,9 @@ def copy_drops(model, rows: torch.Tensor, span: int) -> torch.Tensor:
     if rows.dim() != 2 or rows.shape[1] != 1 + 2 * span:
         raise ValueError(f"rows must be (n, 1 + 2 * span) = (n, {1 + 2 * span}): BOS, a span, the span again; "
                          f"got {tuple(rows.shape)}")
-    rows = rows.to(model.device)
-    logits = model(rows[:, :-1])                                                 # (n, 2 * span, vocab)
-    losses = F.cross_entropy(logits.transpose(1, 2), rows[:, 1:], reduction="none")  # (n, 2 * span)
+    losses = token_losses(model, rows)                                           # (n, 2 * span)
     first, second = losses[:, 1:span], losses[:, span + 1:]                       # (n, span - 1) each
-    return (first.mean(-1) - second.mean(-1)).cpu()
+    return first.mean(-1) - second.mean(-1)
 
 
 def natural_copy_drops(model, stream, n: int = N_SPANS, span: int = NATURAL_SPAN, seed: int = 0) -> torch.Tensor:

@@ -45,7 +45,7 @@ def token_losses(model, rows: torch.Tensor, batch: int = 16) -> torch.Tensor:
     out = []
     for chunk in rows.split(batch):
         chunk = chunk.to(model.device)
-        logits = model(chunk[:, :-1])                                             # (b, seq - 1, vocab)
+        logits = model(chunk[:, :-1]).float()                                     # (b, seq - 1, vocab)
         flat = F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten(), reduction="none")  # (b * (seq - 1),)
         out.append(flat.view(chunk.shape[0], -1).cpu())
     return torch.cat(out)

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from .next_token import token_losses
 
 __all__ = ["UnigramClassifier", "mean_difference", "predicted_scores", "random_directions", "repetition_share",
            "steered_loss", "steering_hooks", "word_tokens"]
@@ -59,14 +59,8 @@ def random_directions(n: int, like: torch.Tensor, seed: int = 0) -> torch.Tensor
 @torch.no_grad()
 def steered_loss(model, tokens: torch.Tensor, hooks: list = (), batch: int = 64) -> float:
     """Mean next-token cross-entropy (nats) over tokens (windows, seq), with the hooks attached."""
-    total, count = 0.0, 0
     with model.hooks(list(hooks)):
-        for rows in tokens.split(batch):
-            rows = rows.to(model.device)
-            logits = model(rows)[:, :-1].float()                                   # (rows, seq - 1, vocab)
-            total += float(F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten(), reduction="sum"))
-            count += rows[:, 1:].numel()
-    return total / count
+        return token_losses(model, tokens, batch).double().mean().item()
 
 
 @torch.no_grad()
