@@ -108,3 +108,17 @@ def test_text_copy_rows_repeat_a_passage_of_the_stream(tokenizer, tmp_path):
     for row in rows[:, 1:].numpy().astype(np.int32):
         period = next(p for p in range(8, 65) if np.array_equal(row[p:], row[:-p]))
         assert row[:period].tobytes() in text                             # consecutive tokens of the stream
+
+
+def test_copy_kinds_take_turns_row_by_row(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    args = parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1", "--copy-tokens", "uniform", "text"])
+    rows, _ = data.batch(2, args)
+    vocab = set(data.copy_vocab(2, args).tolist())
+    text = data.train.tobytes()
+    for k, row in enumerate(rows[:, 1:].numpy().astype(np.int32)):
+        period = next(p for p in range(8, 65) if np.array_equal(row[p:], row[:-p]))
+        if k % 2:
+            assert row[:period].tobytes() in text                          # a passage of the stream
+        else:
+            assert set(row.tolist()) <= vocab                               # random draws from the copy vocabulary

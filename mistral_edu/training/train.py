@@ -51,10 +51,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
     parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
-    parser.add_argument("--copy-tokens", choices=("uniform", "unigram", "text"), default="uniform",
+    parser.add_argument("--copy-tokens", choices=("uniform", "unigram", "text"), nargs="+", default=["uniform"],
                         help="copy rows draw tokens uniformly from the copy vocabulary, or as often as the corpus "
                              "uses them (then a copy row has prose's word statistics and only its order differs), "
-                             "or repeat a passage of the corpus (prose in every respect but the repetition)")
+                             "or repeat a passage of the corpus (prose in every respect but the repetition); "
+                             "several kinds take turns, copy row k being of kind k modulo their number")
     parser.add_argument("--copy-first-weight", type=float, default=1.0,
                         help="loss weight of a copy row's first span (random, so unpredictable): 0 keeps a model "
                              "from learning to predict unigram noise in contexts that look like prose")
@@ -145,12 +146,13 @@ class Data:
         natural, second = corpus.repeat_span_batch(self.train, rng, n_natural, args.seq, *args.natural_span)
         rows.append(natural)
         weights.append(np.where(second[:, 1:], np.float32(args.copy_weight), np.float32(1.0)))
-        vocab = self.copy_vocab(step, args) if args.copy_tokens == "uniform" else self.unigram
-        for _ in range(n_copy):
+        for k in range(n_copy):
+            kind = args.copy_tokens[k % len(args.copy_tokens)]
             span = int(rng.integers(8, 65))
-            if args.copy_tokens == "text":
+            if kind == "text":
                 rows.append(corpus.passage_copy_batch(self.train, rng, 1, span, args.seq))
             else:
+                vocab = self.copy_vocab(step, args) if kind == "uniform" else self.unigram
                 rows.append(corpus.copy_batch(rng, vocab, 1, span, args.seq))
             weight = np.ones((1, args.seq), np.float32)
             weight[0, :span] = args.copy_first_weight                          # targets 1..span: the first copy
