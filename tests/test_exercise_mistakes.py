@@ -588,7 +588,8 @@ def test_induction_head_swapped(capsys, monkeypatch):
 
 # ------------------------------------------------------------------ patching (09, 10)
 
-def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", everywhere=False, returns=True, shift=0):
+def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", everywhere=False, returns=True, shift=0,
+          rows=slice(None)):
     name = f"layers.{layer}.{hook}"
     _, cache = model.run_with_cache(clean, names=[name])
 
@@ -597,7 +598,7 @@ def patch(model, clean, corrupted, layer, position, hook="hook_resid_pre", every
         if everywhere:
             x[:] = cache[name]
         else:
-            x[:, position + shift] = cache[name][:, position + shift]
+            x[rows, position + shift] = cache[name][rows, position + shift]
         return x if returns else None
 
     with model.hooks([(name, fn)]):
@@ -614,6 +615,7 @@ def test_patching(capsys):
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=-1), "position - 1")
     rejects(capsys, ex.check_patching, lambda *a: patch(*a, shift=1), "position + 1")
     rejects(capsys, ex.check_patching, lambda m, c, k, l, p: patch(m, k, c, l, p), "direction is reversed")
+    rejects(capsys, ex.check_patching, lambda *a: patch(*a, rows=0), "elements differ")
     accepts(capsys, ex.check_patching, lambda *a: patch(*a).numpy())
 
 
@@ -779,7 +781,7 @@ def ablate(model, tokens, layer, head, how, where="head", mean_dims=(0, 1), zero
     z = cache[name]
     index = {"head": (slice(None), slice(None), head), "position": (slice(None), head), "layer": (Ellipsis,)}[where]
     value = 0.0 if how == "zero" or zero_for_mean else (z if mean_dims == "all heads" else z[index]).mean(
-        dim=(0, 1, 2) if mean_dims == "all heads" else mean_dims)
+        dim=(0, 1, 2) if mean_dims == "all heads" else mean_dims, keepdim=mean_dims == 1)
 
     def hook(x, _):
         x = x.clone()
@@ -797,10 +799,12 @@ def test_ablate_head(capsys):
     rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, zero_for_mean=True), "used zeros")
     rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, mean_dims="all heads"), "over the heads")
     rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, mean_dims=0), "over the batch only")
+    rejects(capsys, ex.check_ablate_head, lambda *a: ablate(*a, mean_dims=1), "one per sequence")
     rejects(capsys, ex.check_ablate_head, lambda m, t, l, h, how: m(t) * 0, "elements differ")
 
 
-def sweep(model, clean, corrupted, layer, metric, whole_head=False, whole_position=False, reverse=False, returns=True):
+def sweep(model, clean, corrupted, layer, metric, whole_head=False, whole_position=False, reverse=False, returns=True,
+          rows=slice(None)):
     if reverse:
         clean, corrupted = corrupted, clean
     name = f"layers.{layer}.attention.hook_z"
@@ -813,7 +817,7 @@ def sweep(model, clean, corrupted, layer, metric, whole_head=False, whole_positi
                 z = z.clone()
                 pos = slice(None) if whole_head else p
                 heads = slice(None) if whole_position else h
-                z[:, pos, heads] = cache[name][:, pos, heads]
+                z[rows, pos, heads] = cache[name][rows, pos, heads]
                 return z if returns else None
             with model.hooks([(name, hook)]):
                 out[h, p] = metric(model(corrupted))
@@ -827,6 +831,7 @@ def test_head_position_patching(capsys):
     rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, whole_position=True), "each column is constant")
     rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, reverse=True), "direction is reversed")
     rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, returns=False), "never reached the model")
+    rejects(capsys, ex.check_head_position_patching, lambda *a: sweep(*a, rows=0), "elements differ")
 
 
 def ov(W_E, W_V, W_O, W_U, dim=0, pick=torch.argmax, count=False):

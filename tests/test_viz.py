@@ -202,6 +202,7 @@ def test_loss_lines_that_coincide_stay_visible():
     model, _, control = ax.lines[:3]
     assert control.get_linestyle() != model.get_linestyle() and control.get_linewidth() < model.get_linewidth()
     assert control.get_zorder() >= model.get_zorder()
+    assert control.get_alpha() < 1 and model.get_alpha() in (None, 1)          # the model shows through the control
 
 
 def test_explorers_carry_a_stand_in_of_the_state_they_were_shown_in():

@@ -2,7 +2,9 @@
 head x position patching sweep.
 
 The checkers run on the patching exercise's small model, so they cost the same on the embedded default
-and on the real weights; the references are mistral_edu.analysis's ablate_heads and the hooks API.
+and on the real weights. Their token batches have two rows, so that an answer which treats the batch as one
+sequence (a mean per sequence, a patch of row 0) fails; the references use the hooks API directly, because
+analysis.ablate_heads takes one sequence.
 """
 from __future__ import annotations
 
@@ -10,7 +12,6 @@ from typing import Callable
 
 import torch
 
-from ..analysis.ablation import ablate_heads
 from .catalogue import Exercise, register
 from .patching import _checker_model
 from .verdict import Case, Verdict, check, judge_tensors
@@ -82,6 +83,16 @@ def _set(z: torch.Tensor, index: tuple, value) -> torch.Tensor:
     return z
 
 
+def _ablate_head(model, tokens: torch.Tensor, layer: int, head: int, how: str) -> torch.Tensor:
+    """The reference: the head's z (batch, seq, n_heads, head_dim) set to 0 or to its mean over batch and positions.
+
+    The hook sees this run's own z, which the ablation at the same layer cannot have changed, so its mean is the
+    mean of a separate clean run on these tokens.
+    """
+    return _ablated(model, tokens, layer, lambda z: _set(z, (slice(None), slice(None), head),
+                                                          0.0 if how == "zero" else z[:, :, head].mean(dim=(0, 1))))
+
+
 ABLATE_SLIPS = {
     "these are the unablated logits: the hook's edit never reached the model (return the edited tensor)":
         lambda c: c.args[0](c.args[1]),
@@ -92,22 +103,27 @@ ABLATE_SLIPS = {
         lambda c: _ablated(*c.args[:3], lambda z: _set(z, (Ellipsis,), 0.0 if c.args[4] == "zero"
                                                        else z.mean(dim=(0, 1), keepdim=True).expand_as(z).clone())),
     "mean ablation used zeros: with how='mean' the head's output becomes its mean over batch and positions":
-        lambda c: ablate_heads(c.args[0], c.args[1], (c.args[2], c.args[3]), "zero"),
+        lambda c: _ablate_head(*c.args[:4], "zero"),
     "your mean also averaged over the heads: average only that head's output, over batch and positions":
         lambda c: _ablated(*c.args[:3], lambda z: _set(z, (slice(None), slice(None), c.args[3]),
                                                         0.0 if c.args[4] == "zero" else z.mean(dim=(0, 1, 2)))),
     "your mean kept the positions (an average over the batch only): average over batch AND positions":
         lambda c: _ablated(*c.args[:3], lambda z: _set(z, (slice(None), slice(None), c.args[3]),
                                                         0.0 if c.args[4] == "zero" else z[:, :, c.args[3]].mean(0))),
+    "your mean is one per sequence (over positions only): average over the batch AND positions, one mean for all rows":
+        lambda c: _ablated(*c.args[:3], lambda z: _set(z, (slice(None), slice(None), c.args[3]),
+                                                        0.0 if c.args[4] == "zero"
+                                                        else z[:, :, c.args[3]].mean(dim=1, keepdim=True))),
 }
 
 
 def check_ablate_head(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """fn(model, tokens, layer, head, how) -> logits with one head zero- or mean-ablated, on three cases."""
     model = _checker_model()
-    tokens = torch.tensor([[1, 7, 12, 30, 4, 9, 22, 3, 44, 5]])                             # (1, 10)
+    # two rows: with one, a mean per sequence equals the mean over the batch, and the wrong answer would pass
+    tokens = torch.tensor([[1, 7, 12, 30, 4, 9, 22, 3, 44, 5], [1, 18, 40, 2, 33, 9, 16, 27, 8, 11]])   # (2, 10)
     cases = [Case(f"layer {layer}, head {head}, how={how!r}", (model, tokens, layer, head, how),
-                  ablate_heads(model, tokens, (layer, head), how, reference=tokens))
+                  _ablate_head(model, tokens, layer, head, how))
              for layer, head, how in [(1, 2, "zero"), (0, 1, "mean"), (1, 3, "mean")]]
 
     def verify(fn) -> str | None:
@@ -159,9 +175,10 @@ SWEEP_SLIPS = {
 def check_head_position_patching(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     """fn(model, clean, corrupted, layer, metric) -> (n_heads, seq) patched metrics, on two layers."""
     model = _checker_model()
-    clean = torch.tensor([[1, 7, 12, 30, 4, 9]])
-    corrupted = torch.tensor([[1, 8, 25, 31, 4, 9]])
-    metric = lambda logits: logits[0, -1, 5] - logits[0, -1, 6]                          # a logit difference
+    # two rows, so that a patch of row 0 only (z[0, position, head]) fails; the metric reads both
+    clean = torch.tensor([[1, 7, 12, 30, 4, 9], [1, 20, 3, 14, 33, 9]])                   # (2, 6)
+    corrupted = torch.tensor([[1, 8, 25, 31, 4, 9], [1, 21, 5, 15, 33, 9]])               # (2, 6)
+    metric = lambda logits: (logits[:, -1, 5] - logits[:, -1, 6]).mean()                  # a logit difference, both rows
     cases = [Case(f"layer {layer}", (model, clean, corrupted, layer, metric),
                   head_position_patching(model, clean, corrupted, layer, metric)) for layer in (1, 0)]
 

@@ -88,8 +88,9 @@ def check_patching(fn: Callable[..., torch.Tensor] | None) -> Verdict:
     neighbouring positions' patches differ from the asked one.
     """
     model = _checker_model()
-    clean = torch.tensor([[1, 7, 12, 30, 4, 9]])
-    corrupted = torch.tensor([[1, 8, 25, 31, 4, 9]])
+    # two rows, so that an answer that patches row 0 only (x[0, position]) fails
+    clean = torch.tensor([[1, 7, 12, 30, 4, 9], [1, 20, 3, 14, 33, 9]])                   # (2, 6)
+    corrupted = torch.tensor([[1, 8, 25, 31, 4, 9], [1, 21, 5, 15, 33, 9]])               # (2, 6)
     cases = [Case(f"layer {layer}, position {position}", (model, clean, corrupted, layer, position),
                   patch_resid_pre(model, clean, corrupted, layer, position))
              for layer, position in [(1, 2), (0, 3), (1, 4)]]

@@ -6,8 +6,10 @@ import torch
 
 from .figure import annotate_cells, finish, label_font_size, new_figure, printable, text_colour_on, tidy
 
-LINE_STYLES = ({"linewidth": 2.6, "linestyle": "-"}, {"linewidth": 1.8, "linestyle": "-"},
-               {"linewidth": 1.4, "linestyle": "--"}, {"linewidth": 1.2, "linestyle": ":"})
+# The first line is thick and opaque; later ones thinner, dashed and half transparent, so that a control lying
+# exactly on the model's curve shows as a thin line inside it instead of covering it.
+LINE_STYLES = ({"linewidth": 3.0, "linestyle": "-"}, {"linewidth": 1.6, "linestyle": "-", "alpha": 0.85},
+               {"linewidth": 1.0, "linestyle": "--", "alpha": 0.7}, {"linewidth": 1.0, "linestyle": ":", "alpha": 0.7})
 
 
 def logit_lens_heatmap(lens, labels: list[str], tokenizer=None, save=None, row_labels: list[str] | None = None):
@@ -63,8 +65,8 @@ def position_layer_heatmap(values: torch.Tensor, layers, position_labels, title:
 def loss_by_position_chart(losses: dict[str, torch.Tensor], period: int, save=None):
     """Per-position next-token loss on a repeated random sequence; the repeat starts after `period` tokens.
 
-    Each later line is thinner and dashed, drawn on top: a control that matches the model exactly
-    stays visible instead of hiding under it.
+    Each later line is thinner, dashed and half transparent, drawn on top: a control that matches the model
+    exactly stays visible without hiding the model's line under it.
     """
     fig = new_figure(7, 3.4)
     ax = tidy(fig.add_subplot())
