@@ -77,6 +77,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--qk-lr-scale", type=float, default=1.0,
                         help="learning-rate multiplier for wq and wk: sharp RoPE-positional heads need large q, k")
+    parser.add_argument("--output-lr-scale", type=float, default=1.0,
+                        help="learning-rate multiplier for the output layer: with the full softmax, the rows of types "
+                             "that never occur are only ever pushed down, about one learning rate per step")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 is fastest on a busy shared machine")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
@@ -183,17 +186,21 @@ def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights:
 
 
 def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
-    """AdamW: decay on block matrices and the output (not embeddings or norms); wq, wk at qk_lr_scale."""
-    groups = {"qk": [], "decay": [], "rest": []}
+    """AdamW: decay on block matrices and the output (not embeddings or norms); wq, wk at qk_lr_scale,
+    the output at output_lr_scale."""
+    groups = {"qk": [], "output": [], "decay": [], "rest": []}
     for name, p in model.named_parameters():
         if name.endswith(("wq.weight", "wk.weight")):
             groups["qk"].append(p)
+        elif name == "output.weight":
+            groups["output"].append(p)
         elif p.dim() == 2 and name != "tok_embeddings.weight":
             groups["decay"].append(p)
         else:
             groups["rest"].append(p)
     return torch.optim.AdamW([
         {"params": groups["qk"], "weight_decay": args.weight_decay, "lr_scale": args.qk_lr_scale},
+        {"params": groups["output"], "weight_decay": args.weight_decay, "lr_scale": args.output_lr_scale},
         {"params": groups["decay"], "weight_decay": args.weight_decay, "lr_scale": 1.0},
         {"params": groups["rest"], "weight_decay": 0.0, "lr_scale": 1.0}], lr=args.lr, betas=(0.9, 0.95))
 
