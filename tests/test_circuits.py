@@ -142,9 +142,10 @@ def default():
     return me.load_model(DEFAULT_DIR, dtype=torch.float32)
 
 
-def test_the_default_keeps_8000_trained_types(default):
+def test_the_defaults_learned_types_are_those_of_its_training_text(default):
+    from mistral_edu.default import corpus
     ids = analysis.trained_token_ids(default)
-    assert 8000 <= len(ids) <= 8002 and {1, 2} <= set(ids.tolist())
+    assert torch.equal(ids, torch.from_numpy(corpus.train_types())) and 16000 <= len(ids) <= 16100
 
 
 def test_the_defaults_induction_heads_k_compose_with_its_previous_token_head(default):

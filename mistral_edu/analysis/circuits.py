@@ -28,6 +28,7 @@ from typing import Callable
 
 import torch
 
+from ..default import corpus
 from ..hooks import check_index
 from ..model import apply_rope, rms_scale, rope_rotations
 
@@ -82,15 +83,18 @@ def head_weights(model, layer: int, head: int) -> HeadWeights:
 
 @torch.no_grad()
 def trained_token_ids(model) -> torch.Tensor:
-    """Ids of the token types whose unembedding row is the model's own (1-D LongTensor, sorted).
+    """Ids of the token types the model learned (1-D LongTensor, sorted).
 
-    The embedded default was trained with a loss over its 8,000 most frequent types and exported
-    with every other output row set to one shared mean row; those duplicated rows carry nothing about
-    their token, so circuits over the vocabulary are read on the distinct rows only. A model whose
-    rows are all distinct (the real 7B) gets every id.
+    For the embedded default: the types that occur in its training text (default/train_types.json). Its
+    full-softmax loss only ever pushed the others' output rows down, so they carry nothing about their
+    token, and circuits over the vocabulary are read on the learned types only. For any other model
+    (the real 7B): every type whose output row is its own, not one row shared by many (a fill value).
     """
+    checkpoint = getattr(model, "checkpoint", None)
+    if checkpoint is not None and checkpoint.is_embedded_default:
+        return torch.from_numpy(corpus.train_types())                               # (types,)
     _, inverse, counts = torch.unique(model.output.weight, dim=0, return_inverse=True, return_counts=True)
-    return (counts[inverse] == 1).nonzero().flatten().cpu()      # (types,)
+    return (counts[inverse] == 1).nonzero().flatten().cpu()                        # (types,)
 
 
 @torch.no_grad()

@@ -48,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=3000, help="total optimizer steps (fixes the LR schedule)")
+    parser.add_argument("--until", type=int, default=None,
+                        help="stop after this step (checkpointing it) while the schedule still spans --steps")
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
     parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
@@ -350,8 +352,9 @@ def train(args) -> None:
           f"starting at step {step}", flush=True)
     model.train()
     start, losses = time.time(), []
-    bar = progress(args.steps - step, "training the default", unit="step", verbose=not args.quiet)
-    while step < args.steps:
+    last = args.steps if args.until is None else min(args.until, args.steps)
+    bar = progress(last - step, "training the default", unit="step", verbose=not args.quiet)
+    while step < last:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args) * group["lr_scale"]
         rows, weights = data.batch(step, args)
@@ -366,9 +369,9 @@ def train(args) -> None:
         if step % 20 == 0:
             bar.write(f"step {step} loss {np.mean(losses[-20:]):.3f} lr {learning_rate(step, args):.2e} "
                       f"{time.time() - start:.0f}s")
-        if step % args.checkpoint_every == 0 or step == args.steps:
+        if step % args.checkpoint_every == 0 or step == last:
             save_state(model, optimizer, step, args.work)
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == last:
             bar.write(f"eval step {step}: " + json.dumps({**evaluate(model, data, args),
                                                            **evaluate_targets(model, data)}))
     bar.close()
