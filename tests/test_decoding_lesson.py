@@ -162,6 +162,23 @@ def test_interleaved_runs_take_turns_and_keep_every_run(monkeypatch):
     assert order == ["a", "b", "a", "b", "a", "b"]                # one warm-up each, then turns
 
 
+def test_the_cpu_clock_is_the_threads_own_and_needs_one_thread_on_a_cpu(monkeypatch):
+    ticks = iter([0.0, 0.5, 0.5, 2.0])                         # the thread's CPU clock: 0.5 then 1.5 s
+    monkeypatch.setattr(speed.time, "thread_time", lambda: next(ticks))
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: pytest.fail("clock='cpu' read the wall clock"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert generation.interleaved_seconds({"a": lambda: None}, repeats=2, clock="cpu") == {"a": [0.5, 1.5]}
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="set_num_threads"):
+            generation.interleaved_seconds({"a": lambda: None}, clock="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="wall"):
+        generation.interleaved_seconds({"a": lambda: None}, clock="thread")
+
+
 def test_the_spread_is_the_interquartile_range_over_the_median():
     assert generation.relative_spread([1.0, 1.0, 1.0]) == 0
     assert generation.relative_spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx((4 - 2) / 3)

@@ -9,7 +9,10 @@ the runs disagree a lot (other programs only ever add time), while the fastest r
 split_half_spread says whether it is, comparing the fastest run of the first half of the runs with the
 fastest of the second. On a GPU the clock is read only after the device has finished
 (torch.cuda.synchronize): kernels run asynchronously, and a clock read after a launch measures the
-launch, not the work.
+launch, not the work. On a CPU shared with other busy programs, clock="cpu" reads the thread's CPU
+clock instead of the wall clock: it stops while the system runs another program on the core, so a
+step of tens of ms that is interrupted still counts only its own time (the wall clock adds the wait).
+It needs PyTorch's work on the calling thread: one thread (torch.set_num_threads(1)).
 """
 from __future__ import annotations
 
@@ -32,38 +35,54 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def best_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warmup: int = 1) -> float:
-    """The fewest wall-clock seconds fn() took in `repeats` runs, after `warmup` untimed ones."""
+def best_seconds(fn: Callable[[], object], repeats: int = 5, device=None, warmup: int = 1,
+                 clock: str = "wall") -> float:
+    """The fewest seconds fn() took in `repeats` runs, after `warmup` untimed ones (clock: see interleaved_seconds)."""
     if repeats <= 0:
         raise ValueError(f"repeats must be positive, got {repeats}")
-    return min(interleaved_seconds({"fn": fn}, repeats, device, warmup)["fn"])
+    return min(interleaved_seconds({"fn": fn}, repeats, device, warmup, clock)["fn"])
 
 
-def _timed(fn: Callable[[], object], device: torch.device) -> float:
+def _clock(clock: str, device: torch.device) -> Callable[[], float]:
+    """time.perf_counter for clock="wall"; for clock="cpu" the calling thread's CPU clock (a CPU, one thread only)."""
+    if clock == "wall":
+        return time.perf_counter
+    if clock != "cpu":
+        raise ValueError(f'clock must be "wall" or "cpu", got {clock!r}')
+    if device.type != "cpu" or torch.get_num_threads() != 1:
+        raise ValueError('clock="cpu" times work on the calling thread only: it needs the CPU and '
+                         f"torch.set_num_threads(1) (here: {device.type}, {torch.get_num_threads()} threads)")
+    return time.thread_time
+
+
+def _timed(fn: Callable[[], object], device: torch.device, now: Callable[[], float] = time.perf_counter) -> float:
     _sync(device)
-    start = time.perf_counter()
+    start = now()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return now() - start
 
 
 def interleaved_seconds(fns: dict[str, Callable[[], object]], repeats: int = 5, device=None,
-                        warmup: int = 1) -> dict[str, list[float]]:
+                        warmup: int = 1, clock: str = "wall") -> dict[str, list[float]]:
     """Every timed run of each fn, the fns taking turns (a, b, a, b, ...) after `warmup` untimed runs each.
 
     Turns, not one fn's runs then the next's: load from other programs comes and goes, and taking turns
-    spreads it over every variant instead of charging it to whichever ran during it.
+    spreads it over every variant instead of charging it to whichever ran during it. clock="wall" (the
+    default) reads time.perf_counter; clock="cpu" the thread's CPU clock (time.thread_time), which does
+    not run while the system has paused this thread for another program: on a CPU, with one thread only.
     """
     if repeats <= 0:
         raise ValueError(f"repeats must be positive, got {repeats}")
     device = torch.device(device or "cpu")
+    now = _clock(clock, device)
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
-            times[name].append(_timed(fn, device))
+            times[name].append(_timed(fn, device, now))
     return times
 
 
@@ -89,7 +108,7 @@ def split_half_spread(times: list[float]) -> float:
     return abs(first - second) / min(first, second)
 
 
-def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float:
+def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5, clock: str = "wall") -> float:
     """Bytes per second that copying a large buffer moves: each byte is read once and written once.
 
     The buffer must be much larger than the processor's caches, or the copy measures the cache. This is
@@ -99,16 +118,17 @@ def copy_bandwidth(device=None, megabytes: int = 256, repeats: int = 5) -> float
     n = megabytes * 2**20 // 4
     src = torch.ones(n, dtype=torch.float32, device=device)    # (n,)
     dst = torch.empty_like(src)                                 # (n,)
-    seconds = best_seconds(lambda: dst.copy_(src), repeats, device)
+    seconds = best_seconds(lambda: dst.copy_(src), repeats, device, clock=clock)
     return 2 * src.numel() * src.element_size() / seconds
 
 
-def matmul_flop_rate(device=None, size: int = 1024, dtype=torch.float32, repeats: int = 5) -> float:
+def matmul_flop_rate(device=None, size: int = 1024, dtype=torch.float32, repeats: int = 5,
+                     clock: str = "wall") -> float:
     """FLOP/s of one square (size x size) matmul: near the processor's peak, since it reuses each byte `size` times."""
     device = torch.device(device or "cpu")
     a = torch.randn(size, size, device=device, dtype=dtype)    # (size, size)
     b = torch.randn(size, size, device=device, dtype=dtype)    # (size, size)
-    return 2 * size**3 / best_seconds(lambda: a @ b, repeats, device)
+    return 2 * size**3 / best_seconds(lambda: a @ b, repeats, device, clock=clock)
 
 
 def model_bytes_read_per_step(model) -> int:
