@@ -122,3 +122,14 @@ def test_copy_kinds_take_turns_row_by_row(tokenizer, tmp_path):
             assert row[:period].tobytes() in text                          # a passage of the stream
         else:
             assert set(row.tolist()) <= vocab                               # random draws from the copy vocabulary
+
+
+def test_phrase_copy_rows_repeat_a_jumble_of_short_runs_of_the_stream(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    rows, _ = data.batch(4, parse_args(["--batch", "4", "--seq", "128", "--copy-fraction", "1",
+                                        "--copy-tokens", "phrases"]))
+    text = data.train.tobytes()
+    for row in rows[:, 1:].numpy().astype(np.int32):
+        period = next(p for p in range(8, 65) if np.array_equal(row[p:], row[:-p]))
+        assert row[:2].tobytes() in text                                  # it opens with a run of the stream
+        assert row[:period].tobytes() not in text                         # but the span is not one passage

@@ -133,6 +133,28 @@ def passage_copy_batch(stream: np.ndarray, rng: np.random.Generator, batch: int,
     return np.concatenate([np.ones((batch, 1), np.int32), body.astype(np.int32)], axis=1)
 
 
+def phrase_copy_batch(stream: np.ndarray, rng: np.random.Generator, batch: int, span: int, seq: int,
+                      run: tuple[int, int] = (2, 6)) -> np.ndarray:
+    """(batch, seq + 1): BOS, then `span` tokens made of short runs of consecutive stream tokens (2 to 6 each,
+    from random places), repeated until the row is full.
+
+    Locally the span reads like prose, as a whole it is a jumble: one matching token predicts little in it
+    (common words recur within it), so copying it pays only by matching several tokens back, which is what
+    copying running prose needs.
+    """
+    rows = np.empty((batch, span), np.int32)
+    for row in rows:
+        pieces, length = [], 0
+        while length < span:
+            n = int(rng.integers(run[0], run[1] + 1))
+            start = int(rng.integers(0, len(stream) - n))
+            pieces.append(stream[start:start + n])
+            length += n
+        row[:] = np.concatenate(pieces)[:span]
+    body = np.tile(rows, (1, -(-seq // span)))[:, :seq]                # (batch, seq)
+    return np.concatenate([np.ones((batch, 1), np.int32), body], axis=1)
+
+
 HELDOUT_LABELLED = Path(__file__).parent / "heldout_labelled.jsonl"
 
 

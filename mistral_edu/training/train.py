@@ -53,10 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16, help="rows per step")
     parser.add_argument("--seq", type=int, default=128, help="tokens per row after BOS")
     parser.add_argument("--copy-fraction", type=float, default=0.5, help="share of rows that are copy rows")
-    parser.add_argument("--copy-tokens", choices=("uniform", "unigram", "text"), nargs="+", default=["uniform"],
+    parser.add_argument("--copy-tokens", choices=("uniform", "unigram", "text", "phrases"), nargs="+", default=["uniform"],
                         help="copy rows draw tokens uniformly from the copy vocabulary, or as often as the corpus "
                              "uses them (then a copy row has prose's word statistics and only its order differs), "
-                             "or repeat a passage of the corpus (prose in every respect but the repetition); "
+                             "or repeat a passage of the corpus (prose in every respect but the repetition), "
+                             "or repeat a jumble of short runs of the corpus (prose locally, not as a whole); "
                              "several kinds take turns, copy row k being of kind k modulo their number")
     parser.add_argument("--copy-first-weight", type=float, default=1.0,
                         help="loss weight of a copy row's first span (random, so unpredictable): 0 keeps a model "
@@ -156,6 +157,8 @@ class Data:
             span = int(rng.integers(8, 65))
             if kind == "text":
                 rows.append(corpus.passage_copy_batch(self.train, rng, 1, span, args.seq))
+            elif kind == "phrases":
+                rows.append(corpus.phrase_copy_batch(self.train, rng, 1, span, args.seq))
             else:
                 vocab = self.copy_vocab(step, args) if kind == "uniform" else self.unigram
                 rows.append(corpus.copy_batch(rng, vocab, 1, span, args.seq))
