@@ -134,6 +134,7 @@ def test_path_ablation_changes_only_the_named_projection(model, tokens):
 
 def test_trained_token_ids_skip_the_shared_fill_rows(model):
     assert len(analysis.trained_token_ids(model)) == CFG.vocab_size               # random rows: all distinct
+    assert len(analysis.untrained_token_ids(model)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,8 @@ def test_the_defaults_learned_types_are_those_of_its_training_text(default):
     from mistral_edu.default import corpus
     ids = analysis.trained_token_ids(default)
     assert torch.equal(ids, torch.from_numpy(corpus.train_types())) and 16000 <= len(ids) <= 16100
+    untrained = analysis.untrained_token_ids(default)
+    assert len(ids) + len(untrained) == default.cfg.vocab_size and not set(ids.tolist()) & set(untrained.tolist())
 
 
 def test_the_defaults_induction_heads_k_compose_with_its_previous_token_head(default):

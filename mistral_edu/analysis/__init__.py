@@ -11,7 +11,7 @@ from .attribution import direct_logit_attribution
 from .logit_lens import logit_lens
 from .circuits import (composition_score, composition_scores, copying_score, diagonal_ranks, head_weights, ov_circuit,
                        path_ablation_hooks, qk_circuit, random_composition_baseline, random_composition_scores,
-                       token_residuals, trained_token_ids)
+                       token_residuals, trained_token_ids, untrained_token_ids)
 from .nonfinite import check_finite, residual_points, watch_nonfinite
 from .patching import logit_difference, patch_heads, patch_residual
 from .tasks import corrupted_copy_task, corrupted_copy_tasks
@@ -33,5 +33,5 @@ __all__ = ["ablate_heads", "ablate_layer", "attention_patterns", "balanced_accur
            "random_composition_scores", "random_directions", "random_token_labels",
            "repeated_random_tokens", "repetition_share", "residual_points", "residual_stack", "shared_token_mask",
            "shows_behaviour", "steered_loss", "steering_hooks", "token_identity_accuracy", "token_residuals",
-           "top_heads", "train_probe", "trained_token_ids", "uniform_baseline", "uniform_entropy",
+           "top_heads", "train_probe", "trained_token_ids", "uniform_baseline", "untrained_token_ids", "uniform_entropy",
            "uniform_position_baseline", "UnigramClassifier", "watch_nonfinite", "word_token_ids", "word_tokens"]

@@ -33,7 +33,7 @@ from ..hooks import check_index
 from ..model import apply_rope, rms_scale, rope_rotations
 
 __all__ = [
-    "HeadWeights", "head_weights", "trained_token_ids", "token_residuals", "ov_circuit", "copying_score",
+    "HeadWeights", "head_weights", "trained_token_ids", "untrained_token_ids", "token_residuals", "ov_circuit", "copying_score",
     "diagonal_ranks",
     "qk_circuit", "composition_score", "composition_scores", "random_composition_baseline",
     "random_composition_scores", "path_ablation_hooks",
@@ -95,6 +95,17 @@ def trained_token_ids(model) -> torch.Tensor:
         return torch.from_numpy(corpus.train_types())                               # (types,)
     _, inverse, counts = torch.unique(model.output.weight, dim=0, return_inverse=True, return_counts=True)
     return (counts[inverse] == 1).nonzero().flatten().cpu()                        # (types,)
+
+
+def untrained_token_ids(model) -> torch.Tensor:
+    """Ids of the token types the model did not learn (1-D LongTensor, sorted): trained_token_ids' complement.
+
+    On the embedded default, the types absent from its training text: their probability is the part of a
+    next-token distribution that is an artefact of a small corpus. On the real 7B, none.
+    """
+    learned = torch.zeros(model.cfg.vocab_size, dtype=torch.bool)
+    learned[trained_token_ids(model)] = True
+    return (~learned).nonzero().flatten()                                          # (types,)
 
 
 @torch.no_grad()
