@@ -4,6 +4,8 @@ Run on a synthetic token stream (no corpus packages needed) with the script's ow
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -133,3 +135,18 @@ def test_phrase_copy_rows_repeat_a_jumble_of_short_runs_of_the_stream(tokenizer,
         period = next(p for p in range(8, 65) if np.array_equal(row[p:], row[:-p]))
         assert row[:2].tobytes() in text                                  # it opens with a run of the stream
         assert row[:period].tobytes() not in text                         # but the span is not one passage
+
+
+def test_unseen_loss_is_minus_log_of_the_mass_left_to_seen_types():
+    from mistral_edu.training.train import unseen_loss
+    logits = torch.log(torch.tensor([[[0.5, 0.3, 0.2]], [[0.9, 0.05, 0.05]]]))            # (2, 1, 3)
+    expected = -(math.log(1 - 0.2) + math.log(1 - 0.05)) / 2
+    assert math.isclose(unseen_loss(logits, torch.tensor([2])).item(), expected, rel_tol=1e-5)
+    assert unseen_loss(torch.tensor([[[0.0, -50.0]]]), torch.tensor([1])).item() < 1e-15
+
+
+def test_unseen_weight_needs_the_full_softmax(tokenizer, tmp_path):
+    data = synthetic_data(tokenizer, tmp_path, 8000)
+    rows, weights = data.batch(0, parse_args(["--batch", "2", "--seq", "128"]))
+    with pytest.raises(ValueError, match="full softmax"):
+        restricted_loss(init_model(me.ModelConfig.tiny(), 0), rows, data, weights, unseen_weight=1.0)

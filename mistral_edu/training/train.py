@@ -80,6 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--qk-lr-scale", type=float, default=1.0,
                         help="learning-rate multiplier for wq and wk: sharp RoPE-positional heads need large q, k")
+    parser.add_argument("--unseen-weight", type=float, default=0.0,
+                        help="weight of the unlikelihood of the types the training stream never has (full softmax "
+                             "only): it teaches the model to put (almost) no probability on them")
     parser.add_argument("--output-lr-scale", type=float, default=1.0,
                         help="learning-rate multiplier for the output layer: with the full softmax, the rows of types "
                              "that never occur are only ever pushed down, about one learning rate per step")
@@ -117,6 +120,7 @@ class Data:
             self.heldout = corpus.tokenize_documents(tokenizer, heldout_docs)
             np.savez(cache, train=self.train, heldout=self.heldout)
         ids, counts = np.unique(self.train, return_counts=True)
+        self.unseen = np.setdiff1d(np.arange(tokenizer.vocab_size), ids)                   # types the stream never has
         self.by_frequency = ids[np.argsort(-counts, kind="stable")].astype(np.int32)  # (types,)
         self.unigram = self.train[self.train != tokenizer.bos_id]       # drawing from it draws by frequency
         if loss_types == 0:
@@ -175,9 +179,11 @@ def init_model(cfg: ModelConfig, seed: int) -> Transformer:
     return random_init_(Transformer(cfg), seed, scale_residual_outputs=True)
 
 
-def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights: torch.Tensor | None = None) -> torch.Tensor:
+def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights: torch.Tensor | None = None,
+                    unseen_weight: float = 0.0) -> torch.Tensor:
     """Next-token cross-entropy over the used token types only (targets outside them are skipped),
-    averaged with the per-target weights (batch, seq) when given."""
+    averaged with the per-target weights (batch, seq) when given; plus, with unseen_weight and the full
+    softmax, that weight times unseen_loss."""
     used = torch.from_numpy(data.used).to(rows.device)
     h = model(rows[:, :-1], return_hidden=True)                                          # (batch, seq, dim)
     weight = model.output.weight if len(used) == model.cfg.vocab_size else model.output.weight[used]
@@ -187,7 +193,25 @@ def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights:
                              reduction="none")                                           # (batch * seq,)
     w = torch.ones_like(losses) if weights is None else weights.reshape(-1).to(losses.device)
     w = w * (targets.reshape(-1) >= 0)
-    return (losses * w).sum() / w.sum()
+    loss = (losses * w).sum() / w.sum()
+    if unseen_weight:
+        if len(used) != model.cfg.vocab_size:
+            raise ValueError("--unseen-weight needs the full softmax (--loss-types 0): the never-seen types' "
+                             "logits are not computed otherwise")
+        loss = loss + unseen_weight * unseen_loss(logits, torch.from_numpy(data.unseen).to(rows.device))
+    return loss
+
+
+def unseen_loss(logits: torch.Tensor, unseen: torch.Tensor) -> torch.Tensor:
+    """Unlikelihood of the never-seen types as one set (Welleck et al. 2019, arXiv:1908.04319): the mean
+    over positions of -log(1 - P), P their total probability.
+
+    The cross-entropy lowers such a type's logit only in proportion to its probability, and a model
+    without an output bias learns slowly to keep ~16,000 rows that never occur out of every context;
+    this term says directly that none of them is ever the next token.
+    """
+    log_p = torch.logsumexp(logits[..., unseen], -1) - torch.logsumexp(logits, -1)        # (batch, seq)
+    return -torch.log1p(-log_p.exp().clamp(max=1 - 1e-6)).mean()
 
 
 def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
@@ -361,7 +385,7 @@ def train(args) -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args) * group["lr_scale"]
         rows, weights = data.batch(step, args)
-        loss = restricted_loss(model, rows.to(args.device), data, weights.to(args.device))
+        loss = restricted_loss(model, rows.to(args.device), data, weights.to(args.device), args.unseen_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
