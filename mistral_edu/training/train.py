@@ -15,10 +15,14 @@ Two choices are meant to make it feasible on a CPU and to make induction heads f
   frequent types, a vocabulary that starts small (copying from 200 types is learned fast) and widens
   during training; induction is measured on ordinary English words, many never copied in training.
 
-For copying in running text (issue 28) the script also offers: the full softmax (--loss-types 0),
-rows of text in which a span is written again (--natural-fraction, weighted by --copy-weight), copy
-rows with the corpus's word frequencies (--copy-tokens unigram), and fine-tuning (--init). Their
-defaults leave the recipe above unchanged: the same seed draws the same rows.
+For copying in running text, 512-token context and no probability on unseen types (issue 28), the script
+also offers: fine-tuning (--init), the full softmax (--loss-types 0) with the unlikelihood of the types the
+stream never has (--unseen-weight), rows of text in which a span is written again (--natural-fraction,
+weighted by --copy-weight), copy rows of other kinds taking turns (--copy-tokens: the corpus's word
+frequencies, passages, or jumbles of short runs of the corpus), an unweighted first copy
+(--copy-first-weight 0), and stopping mid-schedule (--until). Their defaults leave the recipe above
+unchanged: the same seed draws the same rows. mistral_edu/default/MODEL_CARD.md gives the commands
+that made the shipped file.
 """
 from __future__ import annotations
 
