@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu.analysis.default_targets import default_targets  # noqa: E402
 from mistral_edu.default import DEFAULT_DIR  # noqa: E402
+from mistral_edu.training.train import SAMPLE_PROMPTS  # noqa: E402
 from cpu_speed import processor  # noqa: E402
 from results import RESULTS, load, save  # noqa: E402
 
@@ -65,10 +66,12 @@ ROWS = (
 
 
 def render(figures: dict) -> str:
-    """The card's table: each target, the replaced model and the shipped one."""
+    """The card's table (each target, the replaced model and the shipped one), then the shipped model's samples."""
     lines = [BEGIN, "", "| measured on held-out text | target | before | now |", "| --- | --- | --- | --- |"]
     for label, target, write in ROWS:
         lines.append(f"| {label} | {target} | {write(figures['before'])} | {write(figures['now'])} |")
+    lines += ["", "Greedy samples of the shipped model (24 new tokens):", ""]
+    lines += [f"    {prompt:<18}-> {text}" for prompt, text in figures["samples"].items()]
     return "\n".join([*lines, "", END])
 
 
@@ -84,6 +87,14 @@ def measure(folder: Path) -> dict:
     return default_targets(me.load_model(folder, verbose=False), me.load_tokenizer())
 
 
+def samples(folder: Path) -> dict[str, str]:
+    """Greedy continuations of training's sample prompts, one line each."""
+    model, tokenizer = me.load_model(folder, verbose=False), me.load_tokenizer()
+    return {prompt: tokenizer.decode(me.generate(model, tokenizer.encode(prompt), max_new_tokens=24,
+                                                 stop_at_eos=True)).replace("\n", " ")
+            for prompt in SAMPLE_PROMPTS}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", type=Path, help="folder of the model the shipped default replaced")
@@ -95,7 +106,7 @@ def main() -> None:
     if args.before is None:
         parser.error("--before is needed to measure (or pass --check)")
     torch.set_num_threads(1)
-    figures = {"before": measure(args.before), "now": measure(DEFAULT_DIR)}
+    figures = {"before": measure(args.before), "now": measure(DEFAULT_DIR), "samples": samples(DEFAULT_DIR)}
     print(json.dumps(figures, indent=1))
     save("default_targets", "benchmarks/default_targets.py", processor(1), figures)
     CARD.write_text(card_with(render(figures)), encoding="utf-8")

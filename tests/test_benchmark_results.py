@@ -70,3 +70,12 @@ def test_check_mode_fails_on_a_stale_readme(tmp_path, monkeypatch):
     assert text.startswith("intro\n") and text.endswith("\nrest\n") and "999" not in text
     monkeypatch.setattr(sys, "argv", ["render_results.py", "--check"])
     assert render_results.main() == 0
+
+
+def test_model_card_table_is_rendered_from_the_results_file():
+    import default_targets
+    figures = results.load("default_targets")["figures"]
+    card = default_targets.CARD.read_text(encoding="utf-8")
+    assert card == default_targets.card_with(default_targets.render(figures)), (
+        "the model card's table differs from benchmarks/results/default_targets.json: "
+        "run python benchmarks/default_targets.py --before <the replaced model's folder>")
