@@ -47,9 +47,8 @@ from mistral_edu.int8 import Int8Linear, compare_logits, int8_linear, quantize_i
 from mistral_edu.memory import free_memory, strategy_bytes, tensor_shapes, weight_bytes  # noqa: E402
 from mistral_edu.model.kv_cache import KVCache  # noqa: E402
 from mistral_edu.progress import progress  # noqa: E402
-from cpu_speed import processor  # noqa: E402
 from full_size_memory import peak_rss, synthetic_tensor  # noqa: E402
-from results import save  # noqa: E402
+from results import processor, save  # noqa: E402
 
 GB = 1e9
 SHAPES = {

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mistral_edu as me  # noqa: E402
 from mistral_edu.model import random_init_  # noqa: E402
 from reference_model import transformers_twin  # noqa: E402
-from results import save  # noqa: E402
+from results import processor, save  # noqa: E402
 
 PROMPT, NEW_TOKENS = 128, 64
 SHORT_PROMPT, SHORT_NEW_TOKENS = 16, 8
@@ -37,18 +37,6 @@ def mid_size_model() -> me.Transformer:
     cfg = me.ModelConfig(dim=512, n_layers=8, head_dim=128, hidden_dim=1792, n_heads=4, n_kv_heads=1,
                          norm_eps=1e-5, vocab_size=32000, rope_theta=1e6, max_seq_len=32768)
     return random_init_(me.Transformer(cfg), seed=0).eval().requires_grad_(False)
-
-
-def processor(threads: int) -> str:
-    """The CPU and how many of its cores torch used: the device a results file names."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    return f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} requested)"
 
 
 def machine(threads: int) -> str:

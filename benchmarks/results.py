@@ -24,6 +24,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+import torch
+
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = RESULTS.parent.parent
 
@@ -74,3 +76,15 @@ def load(name: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the benchmark that writes it")
     return json.loads(path.read_text())
+
+
+def processor(threads: int) -> str:
+    """The CPU and how many of its cores torch used: the device a results file names."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return f"{cpu}; {torch.get_num_threads()} of {torch.multiprocessing.cpu_count()} cores used ({threads} requested)"

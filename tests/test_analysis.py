@@ -306,3 +306,9 @@ def test_position_and_entropy_baselines_are_the_scores_of_even_causal_attention(
     for baseline in (analysis.uniform_position_baseline, analysis.uniform_entropy):
         with pytest.raises(ValueError, match="at least 2"):
             baseline(1)
+
+
+def test_behaviour_problems_is_the_guards_rule_without_printing(capsys):
+    assert analysis.behaviour_problems(2.0, 1.0) == []
+    assert analysis.behaviour_problems(0.5) == ["clean metric 0.500 < 1 nat"]
+    assert len(analysis.behaviour_problems(2.0, 1.5)) == 1 and capsys.readouterr().out == ""

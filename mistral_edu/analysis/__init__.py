@@ -1,7 +1,7 @@
 """Tools for looking inside the model: head-detection scores and friends, and where an overflow begins."""
 from .baselines import uniform_baseline, uniform_entropy, uniform_position_baseline
 from .distributions import Distribution, over_draws
-from .guards import is_trained_default, shows_behaviour
+from .guards import behaviour_problems, is_trained_default, shows_behaviour
 from .heads import (attention_patterns, duplicate_token_score, duplicate_token_scores, first_token_score,
                     first_token_scores, head_entropy, induction_score, induction_scores, previous_token_score,
                     previous_token_scores, repeated_random_tokens, top_heads, word_token_ids)
@@ -20,7 +20,7 @@ from .probing import (PassageWindows, balanced_accuracy, passage_split, passage_
 from .steering import (UnigramClassifier, mean_difference, predicted_scores, random_directions, repetition_share,
                        steered_loss, steering_hooks, word_tokens)
 
-__all__ = ["ablate_heads", "ablate_layer", "attention_patterns", "balanced_accuracy", "check_finite",
+__all__ = ["ablate_heads", "behaviour_problems", "ablate_layer", "attention_patterns", "balanced_accuracy", "check_finite",
            "composition_score", "composition_scores", "copying_score", "corrupted_copy_task", "corrupted_copy_tasks",
            "diagonal_ranks", "direct_logit_attribution", "direction_ablation_hooks", "Distribution",
            "duplicate_token_score", "duplicate_token_scores", "first_token_score",

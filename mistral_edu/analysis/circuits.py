@@ -31,6 +31,7 @@ import torch
 from ..default import corpus
 from ..hooks import check_index
 from ..model import apply_rope, rms_scale, rope_rotations
+from .next_token import never_trained_types
 
 __all__ = [
     "HeadWeights", "head_weights", "trained_token_ids", "untrained_token_ids", "token_residuals", "ov_circuit", "copying_score",
@@ -103,9 +104,7 @@ def untrained_token_ids(model) -> torch.Tensor:
     On the embedded default, the types absent from its training text: their probability is the part of a
     next-token distribution that is an artefact of a small corpus. On the real 7B, none.
     """
-    learned = torch.zeros(model.cfg.vocab_size, dtype=torch.bool)
-    learned[trained_token_ids(model)] = True
-    return (~learned).nonzero().flatten()                                          # (types,)
+    return never_trained_types(trained_token_ids(model), model.cfg.vocab_size)     # (types,)
 
 
 @torch.no_grad()

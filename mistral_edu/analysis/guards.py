@@ -27,8 +27,9 @@ def is_trained_default(model) -> bool:
             and (DEFAULT_DIR / "params.json").is_file())
 
 
-def _problems(clean: float | None, corrupted: float | None, restored) -> list[str]:
-    """What fails the guard's three conditions, in words; empty when the behaviour is there."""
+def behaviour_problems(clean: float | None, corrupted: float | None = None, restored=None) -> list[str]:
+    """What fails the guard's three conditions, in words; empty when the behaviour is there: shows_behaviour's
+    rule without its printing, for choosing the draws that show a behaviour."""
     problems = []
     if clean is not None and not (math.isfinite(clean) and clean >= MIN_CLEAN_NATS):
         problems.append(f"clean metric {clean:.3f} < {MIN_CLEAN_NATS:g} nat")
@@ -58,7 +59,7 @@ def shows_behaviour(model, behaviour: str, clean: float | None = None, corrupted
     """
     if clean is None and corrupted is None and restored is None:
         raise ValueError("give what to check: clean=, and corrupted= and/or restored= (a share table)")
-    problems = _problems(clean, corrupted, restored)
+    problems = behaviour_problems(clean, corrupted, restored)
     if not problems:
         return True
     strict = is_trained_default(model) if strict is None else strict

@@ -87,9 +87,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--unseen-weight", type=float, default=0.0,
                         help="weight of the unlikelihood of the types the training stream never has (full softmax "
                              "only): it teaches the model to put (almost) no probability on them")
-    parser.add_argument("--output-lr-scale", type=float, default=1.0,
-                        help="learning-rate multiplier for the output layer: with the full softmax, the rows of types "
-                             "that never occur are only ever pushed down, about one learning rate per step")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads; 1 is fastest on a busy shared machine")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with a GPU")
@@ -124,7 +121,7 @@ class Data:
             self.heldout = corpus.tokenize_documents(tokenizer, heldout_docs)
             np.savez(cache, train=self.train, heldout=self.heldout)
         ids, counts = np.unique(self.train, return_counts=True)
-        self.unseen = np.setdiff1d(np.arange(tokenizer.vocab_size), ids)                   # types the stream never has
+        self.unseen = never_trained_types(ids, tokenizer.vocab_size)                      # types the stream never has
         self.by_frequency = ids[np.argsort(-counts, kind="stable")].astype(np.int32)  # (types,)
         self.unigram = self.train[self.train != tokenizer.bos_id]       # drawing from it draws by frequency
         if loss_types == 0:
@@ -202,7 +199,7 @@ def restricted_loss(model: Transformer, rows: torch.Tensor, data: Data, weights:
         if len(used) != model.cfg.vocab_size:
             raise ValueError("--unseen-weight needs the full softmax (--loss-types 0): the never-seen types' "
                              "logits are not computed otherwise")
-        loss = loss + unseen_weight * unseen_loss(logits, torch.from_numpy(data.unseen).to(rows.device))
+        loss = loss + unseen_weight * unseen_loss(logits, data.unseen.to(rows.device))
     return loss
 
 
@@ -219,21 +216,17 @@ def unseen_loss(logits: torch.Tensor, unseen: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(model: Transformer, args) -> torch.optim.AdamW:
-    """AdamW: decay on block matrices and the output (not embeddings or norms); wq, wk at qk_lr_scale,
-    the output at output_lr_scale."""
-    groups = {"qk": [], "output": [], "decay": [], "rest": []}
+    """AdamW: decay on block matrices and the output (not embeddings or norms); wq, wk at qk_lr_scale."""
+    groups = {"qk": [], "decay": [], "rest": []}
     for name, p in model.named_parameters():
         if name.endswith(("wq.weight", "wk.weight")):
             groups["qk"].append(p)
-        elif name == "output.weight":
-            groups["output"].append(p)
         elif p.dim() == 2 and name != "tok_embeddings.weight":
             groups["decay"].append(p)
         else:
             groups["rest"].append(p)
     return torch.optim.AdamW([
         {"params": groups["qk"], "weight_decay": args.weight_decay, "lr_scale": args.qk_lr_scale},
-        {"params": groups["output"], "weight_decay": args.weight_decay, "lr_scale": args.output_lr_scale},
         {"params": groups["decay"], "weight_decay": args.weight_decay, "lr_scale": 1.0},
         {"params": groups["rest"], "weight_decay": 0.0, "lr_scale": 1.0}], lr=args.lr, betas=(0.9, 0.95))
 
